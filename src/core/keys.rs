@@ -1,0 +1,327 @@
+//! The server key: sealing TOTP secrets at rest, keyed hashes of recovery
+//! codes, and the keys for CSRF tokens and session cookies.
+//!
+//! A key file holds one key per line, `ID BASE64(32 bytes)`; the first line is
+//! the active key, later lines are older keys kept so that data sealed under
+//! them can still be read (rotation: put a new line first, restart). Every
+//! purpose gets its own sub-key, derived with HMAC-SHA256 from the master key,
+//! so no key is ever used for two things.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 24;
+const SEAL_VERSION: &str = "v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read key file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("cannot create key file {path}: {source}")]
+    Create { path: String, source: std::io::Error },
+    #[error("key file {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    Permissions { path: String, mode: u32 },
+    #[error("key file {path}, line {line}: expected `ID BASE64KEY` with a 32-byte key")]
+    Format { path: String, line: usize },
+    #[error("key file {path} holds no key")]
+    Empty { path: String },
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnsealError {
+    #[error("sealed value is malformed")]
+    Malformed,
+    #[error("sealed with key `{0}`, which the key file no longer holds")]
+    UnknownKey(String),
+    #[error("sealed value failed authentication")]
+    Tampered,
+}
+
+struct KeyEntry {
+    id: String,
+    master: [u8; KEY_LEN],
+}
+
+/// All keys of the server, the active one first.
+pub struct Keyring {
+    keys: Vec<KeyEntry>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<_> = self.keys.iter().map(|k| k.id.as_str()).collect();
+        f.debug_struct("Keyring").field("ids", &ids).finish()
+    }
+}
+
+impl Keyring {
+    /// Read the key file, or create it (mode 0600) with one fresh key when it
+    /// does not exist yet.
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                check_permissions(path)?;
+                Self::parse(&text, &shown)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = super::random_bytes::<KEY_LEN>();
+                let line = format!("k1 {}\n", STANDARD.encode(key));
+                write_new_private_file(path, line.as_bytes()).map_err(|source| KeyError::Create {
+                    path: shown.clone(),
+                    source,
+                })?;
+                tracing::info!(path = %shown, "generated a new server key file");
+                Self::parse(&line, &shown)
+            }
+            Err(source) => Err(KeyError::Read { path: shown, source }),
+        }
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Self, KeyError> {
+        let mut keys = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let err = || KeyError::Format { path: path.to_string(), line: i + 1 };
+            let (id, b64) = line.split_once(char::is_whitespace).ok_or_else(err)?;
+            let bytes = STANDARD.decode(b64.trim()).map_err(|_| err())?;
+            let master = <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| err())?;
+            let id_ok = !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !id_ok || keys.iter().any(|k: &KeyEntry| k.id == id) {
+                return Err(err());
+            }
+            keys.push(KeyEntry { id: id.to_string(), master });
+        }
+        if keys.is_empty() {
+            return Err(KeyError::Empty { path: path.to_string() });
+        }
+        Ok(Self { keys })
+    }
+
+    /// A keyring with one random key, for tests and throwaway use.
+    pub fn ephemeral() -> Self {
+        Self {
+            keys: vec![KeyEntry { id: "k1".into(), master: super::random_bytes::<KEY_LEN>() }],
+        }
+    }
+
+    fn active(&self) -> &KeyEntry {
+        &self.keys[0]
+    }
+
+    fn subkey(master: &[u8; KEY_LEN], purpose: &str) -> [u8; 32] {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(master).expect("HMAC takes any key length");
+        mac.update(b"latchkey subkey v1: ");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Encrypt `plaintext` with the active key. `context` (e.g. the user id)
+    /// is authenticated but not stored: a value copied to another row fails
+    /// to open.
+    pub fn seal(&self, plaintext: &[u8], context: &str) -> String {
+        let key = self.active();
+        let cipher = XChaCha20Poly1305::new(&Self::subkey(&key.master, "seal").into());
+        let nonce_bytes = super::random_bytes::<NONCE_LEN>();
+        let nonce = XNonce::from_slice(&nonce_bytes);
+        let aad = format!("{SEAL_VERSION}.{}.{context}", key.id);
+        let ct = cipher
+            .encrypt(nonce, Payload { msg: plaintext, aad: aad.as_bytes() })
+            .expect("XChaCha20-Poly1305 encryption of a short value cannot fail");
+        let mut blob = nonce_bytes.to_vec();
+        blob.extend_from_slice(&ct);
+        format!("{SEAL_VERSION}.{}.{}", key.id, URL_SAFE_NO_PAD.encode(blob))
+    }
+
+    pub fn open(&self, sealed: &str, context: &str) -> Result<Vec<u8>, UnsealError> {
+        let mut parts = sealed.splitn(3, '.');
+        let (Some(version), Some(id), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(UnsealError::Malformed);
+        };
+        if version != SEAL_VERSION {
+            return Err(UnsealError::Malformed);
+        }
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| UnsealError::UnknownKey(id.to_string()))?;
+        let blob = URL_SAFE_NO_PAD.decode(b64).map_err(|_| UnsealError::Malformed)?;
+        if blob.len() < NONCE_LEN + 16 {
+            return Err(UnsealError::Malformed);
+        }
+        let (nonce, ct) = blob.split_at(NONCE_LEN);
+        let cipher = XChaCha20Poly1305::new(&Self::subkey(&key.master, "seal").into());
+        let aad = format!("{SEAL_VERSION}.{id}.{context}");
+        cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+            .map_err(|_| UnsealError::Tampered)
+    }
+
+    /// True when `sealed` was made with an older key and should be re-sealed.
+    pub fn is_stale(&self, sealed: &str) -> bool {
+        sealed.split('.').nth(1) != Some(self.active().id.as_str())
+    }
+
+    /// Keyed hash of a recovery code under the active key: `ID:HEX`.
+    pub fn recovery_hash(&self, canonical_code: &str) -> String {
+        Self::recovery_hash_with(self.active(), canonical_code)
+    }
+
+    /// The code's keyed hash under every key, to find it whichever key made it.
+    pub fn recovery_hash_candidates(&self, canonical_code: &str) -> Vec<String> {
+        self.keys.iter().map(|k| Self::recovery_hash_with(k, canonical_code)).collect()
+    }
+
+    fn recovery_hash_with(key: &KeyEntry, canonical_code: &str) -> String {
+        let sub = Self::subkey(&key.master, "recovery-code");
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&sub).expect("HMAC takes any key length");
+        mac.update(canonical_code.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        format!("{}:{}", key.id, hex(&digest))
+    }
+
+    /// HMAC-SHA256 under the active key's sub-key for `purpose`.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        let sub = Self::subkey(&self.active().master, purpose);
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&sub).expect("HMAC takes any key length");
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// 64 bytes for the session cookie's signing and encryption.
+    pub fn cookie_key_material(&self) -> [u8; 64] {
+        let a = Self::subkey(&self.active().master, "cookie-a");
+        let b = Self::subkey(&self.active().master, "cookie-b");
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&a);
+        out[32..].copy_from_slice(&b);
+        out
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Create a file that must not exist yet, readable only by its owner.
+fn write_new_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
+
+fn check_permissions(path: &Path) -> Result<(), KeyError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| KeyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions { path: path.display().to_string(), mode });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_round_trip_and_binding() {
+        let ring = Keyring::ephemeral();
+        let sealed = ring.seal(b"secret bytes", "user:1");
+        assert!(sealed.starts_with("v1.k1."));
+        assert!(!sealed.contains("secret"));
+        assert_eq!(ring.open(&sealed, "user:1").unwrap(), b"secret bytes");
+        assert_eq!(ring.open(&sealed, "user:2"), Err(UnsealError::Tampered));
+        // Flip one character of the ciphertext.
+        let mut bad = sealed.clone().into_bytes();
+        let last = bad.len() - 3;
+        bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+        assert!(ring.open(std::str::from_utf8(&bad).unwrap(), "user:1").is_err());
+        assert_eq!(ring.open("nonsense", "user:1"), Err(UnsealError::Malformed));
+        // Two seals of one value differ (random nonce).
+        assert_ne!(sealed, ring.seal(b"secret bytes", "user:1"));
+    }
+
+    #[test]
+    fn rotation_keeps_old_values_readable() {
+        let old = Keyring::parse(&format!("k1 {}\n", STANDARD.encode([7u8; 32])), "t").unwrap();
+        let sealed = old.seal(b"x", "c");
+        let old_hash = old.recovery_hash("CODE");
+        let rotated = Keyring::parse(
+            &format!("# new first\nk2 {}\nk1 {}\n", STANDARD.encode([9u8; 32]), STANDARD.encode([7u8; 32])),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(rotated.open(&sealed, "c").unwrap(), b"x");
+        assert!(rotated.is_stale(&sealed));
+        assert!(rotated.seal(b"x", "c").starts_with("v1.k2."));
+        assert!(rotated.recovery_hash_candidates("CODE").contains(&old_hash));
+        let only_new = Keyring::parse(&format!("k2 {}\n", STANDARD.encode([9u8; 32])), "t").unwrap();
+        assert_eq!(only_new.open(&sealed, "c"), Err(UnsealError::UnknownKey("k1".into())));
+    }
+
+    #[test]
+    fn parse_refuses_bad_files() {
+        assert!(matches!(Keyring::parse("", "t"), Err(KeyError::Empty { .. })));
+        assert!(matches!(Keyring::parse("k1 c2hvcnQ=", "t"), Err(KeyError::Format { .. })));
+        assert!(matches!(Keyring::parse("justonefield", "t"), Err(KeyError::Format { .. })));
+        let k = STANDARD.encode([1u8; 32]);
+        assert!(matches!(Keyring::parse(&format!("k1 {k}\nk1 {k}"), "t"), Err(KeyError::Format { .. })));
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.key");
+        let a = Keyring::load_or_create(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let b = Keyring::load_or_create(&path).unwrap();
+        assert_eq!(a.recovery_hash("X"), b.recovery_hash("X"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(matches!(Keyring::load_or_create(&path), Err(KeyError::Permissions { .. })));
+        }
+    }
+
+    #[test]
+    fn recovery_hashes_are_keyed() {
+        let a = Keyring::ephemeral();
+        let b = Keyring::ephemeral();
+        assert_ne!(a.recovery_hash("ABC"), b.recovery_hash("ABC"));
+        assert_eq!(a.recovery_hash("ABC"), a.recovery_hash("ABC"));
+        assert!(!a.recovery_hash("ABC").contains("ABC"));
+    }
+}

@@ -1,0 +1,84 @@
+//! Server-side session rows, keyed by the SHA-256 of the session key.
+
+use diesel::prelude::*;
+
+use super::{Conn, DbError};
+use crate::schema::sessions;
+
+pub fn load(c: &mut Conn, id_hash: &str, now: i64) -> Result<Option<String>, DbError> {
+    Ok(sessions::table
+        .find(id_hash)
+        .filter(sessions::expires_at.gt(now))
+        .select(sessions::state)
+        .first(c)
+        .optional()?)
+}
+
+pub fn insert(
+    c: &mut Conn,
+    id_hash: &str,
+    user_id: Option<i64>,
+    state: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), DbError> {
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::id_hash.eq(id_hash),
+            sessions::user_id.eq(user_id),
+            sessions::state.eq(state),
+            sessions::created_at.eq(now),
+            sessions::expires_at.eq(expires_at),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// Update a live session. A row that is gone (revoked, expired) stays gone:
+/// this never resurrects it.
+pub fn update(
+    c: &mut Conn,
+    id_hash: &str,
+    user_id: Option<i64>,
+    state: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), DbError> {
+    diesel::update(sessions::table.find(id_hash).filter(sessions::expires_at.gt(now)))
+        .set((
+            sessions::user_id.eq(user_id),
+            sessions::state.eq(state),
+            sessions::expires_at.eq(expires_at),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+pub fn touch(c: &mut Conn, id_hash: &str, now: i64, expires_at: i64) -> Result<(), DbError> {
+    diesel::update(sessions::table.find(id_hash).filter(sessions::expires_at.gt(now)))
+        .set(sessions::expires_at.eq(expires_at))
+        .execute(c)?;
+    Ok(())
+}
+
+pub fn delete(c: &mut Conn, id_hash: &str) -> Result<(), DbError> {
+    diesel::delete(sessions::table.find(id_hash)).execute(c)?;
+    Ok(())
+}
+
+/// End every session of a user. Returns how many there were.
+pub fn delete_for_user(c: &mut Conn, user_id: i64) -> Result<usize, DbError> {
+    Ok(diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(c)?)
+}
+
+pub fn count_for_user(c: &mut Conn, user_id: i64, now: i64) -> Result<i64, DbError> {
+    Ok(sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::expires_at.gt(now))
+        .count()
+        .get_result(c)?)
+}
+
+pub fn delete_expired(c: &mut Conn, now: i64) -> Result<usize, DbError> {
+    Ok(diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(c)?)
+}

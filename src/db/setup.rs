@@ -1,0 +1,60 @@
+//! The one-time setup link that creates the first administrator.
+
+use diesel::prelude::*;
+
+use super::users::{self, CreateError, User};
+use super::{Conn, DbError};
+use crate::schema::setup_tokens;
+
+/// With no users yet, replace any earlier setup token by `token_hash` and
+/// return `true`; with users, remove stale tokens and return `false`.
+pub fn arm(c: &mut Conn, token_hash: &str, now: i64) -> Result<bool, DbError> {
+    c.immediate_transaction(|c| {
+        diesel::delete(setup_tokens::table).execute(c)?;
+        if users::count(c)? > 0 {
+            return Ok(false);
+        }
+        diesel::insert_into(setup_tokens::table)
+            .values((setup_tokens::token_hash.eq(token_hash), setup_tokens::created_at.eq(now)))
+            .execute(c)?;
+        Ok(true)
+    })
+}
+
+pub fn is_valid(c: &mut Conn, token_hash: &str) -> Result<bool, DbError> {
+    let n: i64 = setup_tokens::table.find(token_hash).count().get_result(c)?;
+    Ok(n == 1 && users::count(c)? == 0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("this setup link has already been used or is no longer valid")]
+    Spent,
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for SetupError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+/// Spend the token and create the administrator in one transaction.
+pub fn complete(
+    c: &mut Conn,
+    token_hash: &str,
+    username: &str,
+    password_hash: &str,
+    now: i64,
+) -> Result<User, SetupError> {
+    c.immediate_transaction(|c| {
+        let spent = diesel::delete(setup_tokens::table.find(token_hash)).execute(c)?;
+        if spent != 1 || users::count(c)? > 0 {
+            return Err(SetupError::Spent);
+        }
+        Ok(users::create(c, username, password_hash, true, now)?)
+    })
+}

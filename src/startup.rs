@@ -1,0 +1,148 @@
+//! `Application::build(config)` binds, and `run_until_stopped` serves.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_session::SessionMiddleware;
+use actix_session::config::{BrowserSession, TtlExtensionPolicy};
+use actix_web::cookie::{Key, SameSite, time::Duration};
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::config::Config;
+use crate::core::keys::Keyring;
+use crate::core::password;
+use crate::db::{Db, sessions, setup};
+use crate::web::error::{AppError, not_found};
+use crate::web::session::{DbSessionStore, IDLE_SECONDS};
+use crate::web::{AppState, middleware, routes};
+
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    setup_url: Option<String>,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = Db::open(&config.database_url)?;
+        let keys = Arc::new(
+            Keyring::load_or_create(&config.key_file).context("cannot load the server key")?,
+        );
+        let cost = config.bcrypt_cost;
+        let dummy_hash = web::block(move || password::dummy_hash(cost)).await?;
+        let listener = TcpListener::bind(&config.bind).with_context(|| format!("cannot listen on {}", config.bind))?;
+        let address = listener.local_addr()?;
+        let https = config.public_url.as_ref().is_some_and(|u| u.https);
+
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            keys: keys.clone(),
+            clock: config.clock.clone(),
+            issuer: config.issuer.clone(),
+            bcrypt_cost: config.bcrypt_cost,
+            totp_skew: config.totp_skew,
+            dummy_hash,
+            public_origin: config.public_url.as_ref().map(|u| u.origin.clone()),
+            secure_cookies: https,
+        });
+
+        let setup_url = arm_setup_link(&state, &config, address).await?;
+        if let Some(url) = &setup_url {
+            tracing::warn!("No users yet. Open this one-time link to create the first administrator: {url}");
+        }
+
+        let store = DbSessionStore { db, clock: config.clock.clone() };
+        let cookie_key = Key::from(&keys.cookie_key_material());
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            let sessions = SessionMiddleware::builder(store.clone(), cookie_key.clone())
+                .cookie_name(if https { "__Host-latchkey_session" } else { "latchkey_session" }.to_string())
+                .cookie_secure(https)
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .cookie_path("/".to_string())
+                .session_lifecycle(
+                    BrowserSession::default()
+                        .state_ttl(Duration::seconds(IDLE_SECONDS))
+                        .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+                )
+                .build();
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(web::QueryConfig::default().error_handler(|_, _| {
+                    AppError::BadRequest("The address contained parameters this page does not accept.".into()).into()
+                }))
+                .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
+                .wrap(from_fn(middleware::cross_site_guard))
+                .wrap(sessions)
+                .wrap(from_fn(middleware::csrf_cookie))
+                .wrap(middleware::security_headers(https))
+                .configure(routes::configure)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        .run();
+
+        Ok(Self { server, address, setup_url, state })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The one-time link that creates the first administrator, if no user exists.
+    pub fn setup_url(&self) -> Option<&str> {
+        self.setup_url.as_deref()
+    }
+
+    pub fn db(&self) -> Db {
+        self.state.db.clone()
+    }
+
+    pub fn keys(&self) -> Arc<Keyring> {
+        self.state.keys.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let state = self.state.clone();
+        // Expired session rows are unreachable already; this only tidies up.
+        // Joined with the server future rather than spawned, so it runs on
+        // any Tokio runtime and stops with the server.
+        let sweeper = Box::pin(async move {
+            let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                let now = state.clock.now();
+                if let Err(e) = state.db.run(move |c| sessions::delete_expired(c, now)).await {
+                    tracing::warn!(error = %e, "could not delete expired sessions");
+                }
+            }
+        });
+        match futures_util::future::select(self.server, sweeper).await {
+            futures_util::future::Either::Left((result, _)) => result,
+            futures_util::future::Either::Right(((), _)) => Ok(()),
+        }
+    }
+}
+
+async fn arm_setup_link(state: &AppState, config: &Config, address: SocketAddr) -> anyhow::Result<Option<String>> {
+    let token = URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<32>());
+    let hash = crate::web::routes::setup_token_hash(&token);
+    let now = state.clock.now();
+    let armed = state.db.run(move |c| setup::arm(c, &hash, now)).await?;
+    let base = match &config.public_url {
+        Some(u) => u.origin.clone(),
+        None => format!("http://{address}"),
+    };
+    Ok(armed.then(|| format!("{base}/setup/{token}")))
+}

@@ -1,0 +1,236 @@
+//! Form posts: strict parsing and the CSRF check, in one extractor.
+//!
+//! CSRF uses a signed double-submit cookie: a random nonce in an HttpOnly
+//! cookie, and in each form `HMAC(server key, nonce)`. A cross-site page can
+//! neither read the cookie nor compute the token. (The Origin and
+//! Sec-Fetch-Site check in `middleware` is a second, independent layer.)
+//!
+//! Bodies are read by hand rather than through `web::Form`, because
+//! serde_urlencoded decodes invalid UTF-8 lossily — a password with a stray
+//! byte would silently become a different password. Here it is refused.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::AppError;
+
+/// Largest form body accepted. The longest legitimate form (password change)
+/// is three 1024-character passwords, well under this.
+pub const MAX_BODY: usize = 16 * 1024;
+const NONCE_BYTES: usize = 32;
+
+/// The CSRF nonce of this request (from its cookie, or freshly made).
+#[derive(Clone, Debug)]
+pub struct CsrfNonce {
+    pub value: String,
+    pub is_new: bool,
+}
+
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure { "__Host-latchkey_csrf" } else { "latchkey_csrf" }
+}
+
+/// Find or make the nonce; called by the middleware for every request.
+pub fn nonce_for(req: &actix_web::dev::ServiceRequest, secure: bool) -> CsrfNonce {
+    let existing = req
+        .cookie(cookie_name(secure))
+        .map(|c| c.value().to_string())
+        .filter(|v| URL_SAFE_NO_PAD.decode(v).is_ok_and(|b| b.len() == NONCE_BYTES));
+    match existing {
+        Some(value) => CsrfNonce { value, is_new: false },
+        None => CsrfNonce {
+            value: URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<NONCE_BYTES>()),
+            is_new: true,
+        },
+    }
+}
+
+pub fn nonce_cookie(nonce: &CsrfNonce, secure: bool) -> Cookie<'static> {
+    Cookie::build(cookie_name(secure), nonce.value.clone())
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .finish()
+}
+
+/// The token to put in forms for this request.
+pub fn token(req: &HttpRequest) -> String {
+    let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered");
+    let nonce = req.extensions().get::<CsrfNonce>().map(|n| n.value.clone()).unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(state.keys.mac("csrf", nonce.as_bytes()))
+}
+
+fn token_matches(req: &HttpRequest, submitted: &str) -> bool {
+    let fresh = req.extensions().get::<CsrfNonce>().is_none_or(|n| n.is_new);
+    if fresh {
+        // No cookie came with the request, so no token can be right.
+        return false;
+    }
+    let expected = token(req);
+    expected.as_bytes().ct_eq(submitted.as_bytes()).into()
+}
+
+/// A parsed form whose CSRF token has been checked. The token is checked
+/// first (a missing or wrong token is a 403 whatever else is wrong), then
+/// removed, and the remaining fields are parsed strictly into `T`.
+pub struct Protected<T>(pub T);
+
+impl<T> FromRequest for Protected<T>
+where
+    T: DeserializeOwned + 'static,
+{
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let body = read_form_body(&req, payload).await?;
+            let pairs = parse_pairs(&body)?;
+            let mut tokens = pairs.iter().filter(|(k, _)| k == CSRF_FIELD);
+            let ok = match (tokens.next(), tokens.next()) {
+                (Some((_, token)), None) => token_matches(&req, token),
+                _ => false,
+            };
+            if !ok {
+                return Err(AppError::Forbidden(
+                    "This form has expired or did not come from this site. Go back, reload the page and try again.".into(),
+                ));
+            }
+            let rest: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != CSRF_FIELD).collect();
+            let reencoded = serde_urlencoded::to_string(rest).map_err(AppError::internal)?;
+            Ok(Protected(parse_form(reencoded.as_bytes())?))
+        })
+    }
+}
+
+pub const CSRF_FIELD: &str = "csrf_token";
+
+/// Split a body into decoded (name, value) pairs, refusing invalid UTF-8.
+fn parse_pairs(body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
+    let invalid = || AppError::BadRequest("The form contained text that is not valid UTF-8.".into());
+    let mut out = Vec::new();
+    for part in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let plus_as_space: Vec<u8> = part.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+        let mut halves = plus_as_space.splitn(2, |b| *b == b'=');
+        let name = halves.next().unwrap_or_default();
+        let value = halves.next().unwrap_or_default();
+        let decode = |raw: &[u8]| {
+            percent_encoding::percent_decode(raw).decode_utf8().map(|c| c.into_owned()).map_err(|_| invalid())
+        };
+        out.push((decode(name)?, decode(value)?));
+    }
+    Ok(out)
+}
+
+async fn read_form_body(req: &HttpRequest, mut payload: Payload) -> Result<Vec<u8>, AppError> {
+    use futures_util::StreamExt;
+
+    let ctype = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ctype.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(AppError::UnsupportedMediaType);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_DRAIN) {
+        return Err(AppError::PayloadTooLarge);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(MAX_BODY));
+    let mut seen = 0usize;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| AppError::BadRequest("The form could not be read completely.".into()))?;
+        seen += chunk.len();
+        if seen > MAX_DRAIN {
+            break;
+        }
+        // Past the limit, read on (up to MAX_DRAIN) without keeping, so the
+        // client finishes sending and sees our 413 page, not a reset.
+        if seen <= MAX_BODY {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(AppError::PayloadTooLarge);
+    }
+    Ok(body)
+}
+
+/// Oversized bodies up to this size are read and discarded before the 413.
+const MAX_DRAIN: usize = 4 << 20;
+
+/// Parse `application/x-www-form-urlencoded` into `T`, refusing invalid
+/// UTF-8 (raw or percent-encoded), unknown fields and repeated fields.
+pub fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    parse_pairs(body)?;
+    serde_urlencoded::from_bytes(body).map_err(|e| {
+        let detail = e.to_string();
+        let message = if detail.contains("duplicate field") {
+            "A field was sent more than once."
+        } else if detail.contains("unknown field") {
+            "The form contained a field this page does not accept."
+        } else if detail.contains("missing field") {
+            "The form is missing a field; send it from the page in your browser."
+        } else {
+            "The form could not be understood."
+        };
+        AppError::BadRequest(message.into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct F {
+        code: String,
+        #[allow(dead_code)]
+        csrf_token: String,
+    }
+
+    #[test]
+    fn pairs_decode_strictly() {
+        let p = parse_pairs(b"a=1+2&b=%C3%A9&&c").unwrap();
+        assert_eq!(p, vec![("a".into(), "1 2".into()), ("b".into(), "é".into()), ("c".into(), "".into())]);
+        assert!(parse_pairs(b"a=%C3").is_err());
+    }
+
+    #[test]
+    fn parses_and_refuses() {
+        let f: F = parse_form(b"code=123+456&csrf_token=x").unwrap();
+        assert_eq!(f.code, "123 456");
+        let f: F = parse_form("code=%EF%BC%91&csrf_token=x".as_bytes()).unwrap();
+        assert_eq!(f.code, "１");
+        for bad in [
+            &b"code=%FF&csrf_token=x"[..],
+            b"code=\xff&csrf_token=x",
+            b"code=1&code=2&csrf_token=x",
+            b"code=1&csrf_token=x&admin=1",
+            b"csrf_token=x",
+        ] {
+            assert!(matches!(parse_form::<F>(bad), Err(AppError::BadRequest(_))), "{bad:?}");
+        }
+    }
+}

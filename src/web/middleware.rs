@@ -1,0 +1,87 @@
+//! Cross-cutting request handling: security headers, the cross-site POST
+//! guard, and the CSRF nonce cookie. Kept here so no handler repeats them.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::{Error, HttpMessage, ResponseError, web};
+
+use super::AppState;
+use super::error::AppError;
+use super::forms;
+
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Headers on every response. `Cache-Control: no-store` is the default for
+/// every page (signed-in pages and pages with secrets must never be cached);
+/// static assets override it with their own long-lived value.
+pub fn security_headers(https: bool) -> DefaultHeaders {
+    let mut h = DefaultHeaders::new()
+        .add((header::CONTENT_SECURITY_POLICY, CSP))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "same-origin"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add((header::CACHE_CONTROL, "no-store"));
+    if https {
+        h = h.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
+    }
+    h
+}
+
+fn is_safe_method(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Refuse a state-changing request that a browser says came from another
+/// site: `Sec-Fetch-Site: cross-site`, or an `Origin` that is not ours.
+/// A request without either header (curl, tests) still needs its CSRF token.
+pub async fn cross_site_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    if !is_safe_method(req.method()) && is_cross_site(&req) {
+        // Answered here as a response (not an error) so that the outer
+        // middleware still adds the security headers.
+        let refusal = AppError::Forbidden("Requests from other sites are not accepted.".into()).error_response();
+        return Ok(req.into_response(refusal).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+fn is_cross_site(req: &ServiceRequest) -> bool {
+    let headers = req.headers();
+    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
+        return true;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered");
+    let ours = match &state.public_origin {
+        Some(o) => o.clone(),
+        None => format!("http://{}", req.connection_info().host()),
+    };
+    !origin.as_bytes().eq_ignore_ascii_case(ours.as_bytes())
+}
+
+/// Give every visitor a CSRF nonce cookie (see `forms`).
+pub async fn csrf_cookie(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let secure = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.secure_cookies);
+    let nonce = forms::nonce_for(&req, secure);
+    req.extensions_mut().insert(nonce.clone());
+    let mut res = next.call(req).await?;
+    if nonce.is_new {
+        let cookie = forms::nonce_cookie(&nonce, secure);
+        if let Ok(v) = header::HeaderValue::from_str(&cookie.to_string()) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(res)
+}

@@ -1,0 +1,36 @@
+//! Routes by area. The paths are the contract of SPEC §5.2.
+
+mod account;
+mod health;
+mod login;
+mod mfa;
+mod setup;
+mod two_factor;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/static/{version}/{name}", web::get().to(super::assets::serve))
+        .route("/login", web::get().to(login::form))
+        .route("/login", web::post().to(login::submit))
+        .route("/login/two-factor", web::get().to(two_factor::form))
+        .route("/login/two-factor", web::post().to(two_factor::submit))
+        .route("/logout", web::post().to(login::logout))
+        .route("/setup/{token}", web::get().to(setup::form))
+        .route("/setup/{token}", web::post().to(setup::submit))
+        .route("/", web::get().to(account::dashboard))
+        .route("/settings", web::get().to(account::settings))
+        .route("/settings/account", web::get().to(account::profile))
+        .route("/settings/account/password", web::get().to(account::password_form))
+        .route("/settings/account/password", web::post().to(account::change_password))
+        .route("/settings/account/mfa", web::get().to(mfa::tab))
+        .route("/settings/account/mfa/enable", web::post().to(mfa::enable))
+        .route("/settings/account/mfa/confirm", web::post().to(mfa::confirm))
+        .route("/settings/account/mfa/recovery-codes/copied", web::post().to(mfa::codes_copied))
+        .route("/settings/account/mfa/recovery-codes", web::post().to(mfa::regenerate_codes))
+        .route("/settings/account/mfa/disable", web::get().to(mfa::disable_form))
+        .route("/settings/account/mfa/disable", web::post().to(mfa::disable));
+}
+
+pub use setup::token_hash as setup_token_hash;

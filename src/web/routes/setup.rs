@@ -1,0 +1,110 @@
+//! `/setup/{token}`: the one-time link that creates the first administrator.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::core::password;
+use crate::core::username::Username;
+use crate::db::events::{self, Kind};
+use crate::db::setup::{self, SetupError};
+use crate::web::AppState;
+use crate::web::auth::Client;
+use crate::web::error::AppError;
+use crate::web::forms::Protected;
+use crate::web::pages::{Nav, Page, SetupPage, ok, redirect, render};
+use crate::web::session::{Flash, SessionExt};
+
+pub fn token_hash(token: &str) -> String {
+    crate::core::keys::hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn spent() -> AppError {
+    AppError::Gone("This setup link has already been used or is no longer valid. Sign in, or ask your administrator for an account.".into())
+}
+
+pub async fn form(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let token = path.into_inner();
+    let h = token_hash(&token);
+    if !state.db.run(move |c| setup::is_valid(c, &h)).await? {
+        return Err(spent());
+    }
+    let page = Page::new(&req, &session, None, Nav::None, "Create the administrator");
+    ok(&SetupPage { page, token, username: String::new() })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupForm {
+    username: String,
+    password: String,
+    password_confirm: String,
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    Protected(form): Protected<SetupForm>,
+) -> Result<HttpResponse, AppError> {
+    let token = path.into_inner();
+    let h = token_hash(&token);
+    let again = |message: String, username: &str| {
+        let page = Page::new(&req, &session, None, Nav::None, "Create the administrator").with_flash(Flash::error(message));
+        render(StatusCode::BAD_REQUEST, &SetupPage { page, token: token.clone(), username: username.to_string() })
+    };
+    let probe = h.clone();
+    if !state.db.run(move |c| setup::is_valid(c, &probe)).await? {
+        return Err(spent());
+    }
+    let name = match Username::parse(&form.username) {
+        Ok(n) => n,
+        Err(e) => return again(e.to_string(), ""),
+    };
+    if let Err(e) = password::check_policy(&form.password) {
+        return again(e.to_string(), name.as_str());
+    }
+    if form.password != form.password_confirm {
+        return again("The two passwords do not match.".into(), name.as_str());
+    }
+    let cost = state.bcrypt_cost;
+    let pw = form.password;
+    let hash = web::block(move || password::hash(&pw, cost))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)?;
+    let now = state.clock.now();
+    let client = Client::of(&req);
+    let result = state
+        .db
+        .run(move |c| {
+            Ok(match setup::complete(c, &h, name.as_str(), &hash, now) {
+                Ok(user) => {
+                    events::record(c, &client.event(Kind::SetupCompleted, Some(&user)), now)?;
+                    Ok(user)
+                }
+                Err(SetupError::Db(e)) => return Err(e),
+                Err(e) => Err(e),
+            })
+        })
+        .await?;
+    match result {
+        Ok(user) => {
+            tracing::info!(username = %user.username, "first administrator created; the setup link is spent");
+            session.set_flash(Flash::success(format!(
+                "Administrator “{}” created. Sign in with the password you just chose.",
+                user.username
+            )));
+            Ok(redirect("/login"))
+        }
+        Err(_) => Err(spent()),
+    }
+}

@@ -1,0 +1,94 @@
+//! `GET/POST /login/two-factor`: the second step of signing in.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use crate::db::events::{self, Kind};
+use crate::db::users;
+use crate::web::AppState;
+use crate::web::auth::{Client, FactorCheck, PendingLogin, check_second_factor, factor_message};
+use crate::web::error::AppError;
+use crate::web::forms::Protected;
+use crate::web::pages::{Nav, Page, TwoFactorPage, ok, redirect, render};
+use crate::web::session::{self, Flash, SessionExt, keys};
+
+/// Longest input worth looking at: a recovery code with generous spacing.
+const MAX_CODE_INPUT: usize = 64;
+
+pub async fn form(req: HttpRequest, pending: PendingLogin) -> Result<HttpResponse, AppError> {
+    let page = Page::new(&req, &pending.session, None, Nav::None, "Two-factor authentication");
+    ok(&TwoFactorPage { page })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeForm {
+    code: String,
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    pending: PendingLogin,
+    Protected(form): Protected<CodeForm>,
+) -> Result<HttpResponse, AppError> {
+    let session = &pending.session;
+    let again = |status: StatusCode, message: &str| {
+        let page = Page::new(&req, session, None, Nav::None, "Two-factor authentication").with_flash(Flash::error(message));
+        render(status, &TwoFactorPage { page })
+    };
+    if form.code.len() > MAX_CODE_INPUT {
+        return again(StatusCode::BAD_REQUEST, factor_message(&FactorCheck::Malformed));
+    }
+    let user_id = pending.user_id;
+    let user = state.db.run(move |c| users::find(c, user_id)).await?;
+    let Some(user) = user.filter(|u| u.mfa_enabled()) else {
+        // The account went away or its 2FA was reset meanwhile: start over.
+        session.clear();
+        session.set_flash(Flash::info("Please sign in again."));
+        return Ok(redirect("/login"));
+    };
+    let client = Client::of(&req);
+    let check = check_second_factor(&state, &user, &form.code, &client).await?;
+    match check {
+        FactorCheck::Totp | FactorCheck::Recovery => {
+            let now = state.clock.now();
+            let next = session.get::<String>(keys::NEXT).ok().flatten();
+            let password_at = session.int(keys::PASSWORD_AT);
+            session.sign_in(user.id, now, password_at);
+            if check == FactorCheck::Recovery {
+                session.set_flash(Flash::info(
+                    "You signed in with a recovery code. It cannot be used again; check how many you have left under Settings.",
+                ));
+            }
+            let event = client.event(Kind::LoginSucceeded, Some(&user));
+            let id = user.id;
+            state
+                .db
+                .run(move |c| {
+                    users::record_login(c, id, now)?;
+                    events::record(c, &event, now)
+                })
+                .await?;
+            Ok(redirect(&session::safe_next(next.as_deref()).unwrap_or_else(|| "/".into())))
+        }
+        FactorCheck::Throttled(wait) => Err(AppError::Throttled {
+            retry_after: wait,
+            message: "Too many incorrect codes for this account.".into(),
+        }),
+        FactorCheck::Malformed => again(StatusCode::BAD_REQUEST, factor_message(&check)),
+        FactorCheck::Wrong | FactorCheck::Replayed => {
+            let failures = session.int(keys::PENDING_FAILURES) + 1;
+            if failures >= i64::from(session::PENDING_MAX_FAILURES) {
+                session.clear();
+                session.set_flash(Flash::error(
+                    "Too many incorrect codes. For your security, enter your username and password again.",
+                ));
+                return Ok(redirect("/login"));
+            }
+            let _ = session.insert(keys::PENDING_FAILURES, failures);
+            again(StatusCode::UNAUTHORIZED, factor_message(&check))
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The `latchkey` command, run as a separate process.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+fn latchkey(db_url: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env("LATCHKEY_BCRYPT_COST", "4")
+        .env_remove("LATCHKEY_KEY_FILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("latchkey binary runs");
+    if let Some(input) = stdin {
+        child.stdin.as_mut().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[tokio::test]
+async fn user_add_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let out = latchkey(&url, &["user", "add", "Bob", "--admin"], Some(&format!("{PASSWORD}\n")));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = latchkey(&url, &["user", "add", "carol"], Some(&format!("{PASSWORD}\r\n")));
+    assert!(out.status.success());
+    let dup = latchkey(&url, &["user", "add", "bob"], Some("another password\n"));
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let short = latchkey(&url, &["user", "add", "dave"], Some("short\n"));
+    assert!(!short.status.success());
+    let none = latchkey(&url, &["user", "add", "erin"], Some(""));
+    assert!(!none.status.success());
+
+    let list = stdout(&latchkey(&url, &["user", "list"], None));
+    let bob = list.lines().find(|l| l.starts_with("bob")).expect("bob listed");
+    assert!(bob.contains("yes") && bob.contains("disabled"), "{bob}");
+    assert!(list.lines().any(|l| l.starts_with("carol") && l.contains("no")));
+    assert!(!list.contains("dave") && !list.contains("erin"));
+
+    // The users can sign in to a server on the same database.
+    let db_path = dir.path().join("cli.db");
+    let app = TestApp::spawn_with(|c| {
+        c.database_url = latchkey::db::DatabaseUrl::Sqlite(db_path);
+        c.key_file = dir.path().join("latchkey.key");
+    })
+    .await;
+    assert!(app.setup_url.is_none(), "no setup link once users exist");
+    assert!(app.client().login("bob", PASSWORD).await.redirects_to("/"));
+    assert!(app.client().login("carol", PASSWORD).await.redirects_to("/"), "CRLF stripped");
+}
+
+#[tokio::test]
+async fn reset_mfa_turns_2fa_off_and_ends_sessions() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", false).await;
+    let e = enrol(&app, signed_in(&app, "alice").await).await;
+    let url = format!("sqlite://{}", app.db_path.display());
+    let out = latchkey(&url, &["user", "list"], None);
+    assert!(stdout(&out).lines().any(|l| l.starts_with("alice") && l.contains("enabled") && l.contains("10")));
+
+    let out = latchkey(&url, &["user", "reset-mfa", "alice"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("now off"));
+    assert!(!app.user("alice").await.mfa_enabled());
+    assert_eq!(app.count("recovery_codes").await, 0);
+    assert_eq!(e.client.get("/").await.status, StatusCode::SEE_OTHER, "session ended");
+    assert!(app.client().login("alice", PASSWORD).await.redirects_to("/"), "password alone works");
+    let uid = app.user("alice").await.id;
+    assert!(app.events(uid).await.contains(&"mfa_reset".to_string()));
+
+    let missing = latchkey(&url, &["user", "reset-mfa", "nobody"], None);
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn bad_database_urls_are_refused_without_creating_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in ["latchkey.db", "sqlite:latchkey.db", "mysql://root@localhost/x", "sqlite://"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["--database-url", url, "user", "list"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("database"), "{url}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no stray files");
+}
+
+#[test]
+fn help_documents_settings_and_hides_env_values() {
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("--help")
+        .env("DATABASE_URL", "sqlite://super-secret-name.db")
+        .env("LATCHKEY_PUBLIC_URL", "https://hidden.example")
+        .output()
+        .unwrap();
+    let help = stdout(&out);
+    for flag in [
+        "--bind", "--database-url", "--public-url", "--issuer", "--key-file", "--bcrypt-cost", "LATCHKEY_BIND",
+        "DATABASE_URL", "LATCHKEY_PUBLIC_URL", "LATCHKEY_ISSUER", "LATCHKEY_KEY_FILE", "LATCHKEY_BCRYPT_COST",
+    ] {
+        assert!(help.contains(flag), "--help mentions {flag}");
+    }
+    assert!(!help.contains("super-secret-name") && !help.contains("hidden.example"), "{help}");
+}

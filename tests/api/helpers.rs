@@ -1,0 +1,368 @@
+//! The test harness: a real server per test, cookie-keeping clients, and
+//! independent implementations (oathtool, zbarimg) to check our output.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use latchkey::config::Config;
+use latchkey::core::clock::Clock;
+use latchkey::db::{DatabaseUrl, Db, users};
+use latchkey::startup::Application;
+use reqwest::StatusCode;
+use reqwest::cookie::{CookieStore, Jar};
+use tempfile::TempDir;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub base: String,
+    pub db: Db,
+    pub clock: Clock,
+    pub setup_url: Option<String>,
+    pub db_path: PathBuf,
+    pub dir: TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_path = dir.path().join("latchkey.db");
+        let mut config = Config {
+            bind: "127.0.0.1:0".into(),
+            database_url: DatabaseUrl::Sqlite(db_path.clone()),
+            public_url: None,
+            issuer: "Latchkey Test".into(),
+            key_file: dir.path().join("latchkey.key"),
+            bcrypt_cost: 4,
+            totp_skew: 1,
+            // Real time to start with (so oathtool agrees), then moved by tests.
+            clock: Clock::manual(latchkey::core::clock::system_now()),
+        };
+        tweak(&mut config);
+        let clock = config.clock.clone();
+        let app = Application::build(config).await.expect("server builds");
+        let base = format!("http://{}", app.address());
+        let db = app.db();
+        let setup_url = app.setup_url().map(str::to_string);
+        tokio::spawn(app.run_until_stopped());
+        Self { base, db, clock, setup_url, db_path, dir }
+    }
+
+    pub fn client(&self) -> TestClient {
+        TestClient::new(&self.base)
+    }
+
+    /// Create a user directly in the database (as `latchkey user add` does).
+    pub async fn create_user(&self, name: &str, admin: bool) -> i64 {
+        let hash = latchkey::core::password::hash(PASSWORD, 4).unwrap();
+        let now = self.clock.now();
+        let name = name.to_string();
+        self.db
+            .run(move |c| {
+                users::create(c, &name, &hash, admin, now).map_err(|e| match e {
+                    users::CreateError::Db(d) => d,
+                    other => panic!("{other}"),
+                })
+            })
+            .await
+            .expect("user created")
+            .id
+    }
+
+    pub async fn user(&self, name: &str) -> users::User {
+        let name = name.to_string();
+        self.db.run(move |c| users::find_by_name(c, &name)).await.unwrap().expect("user exists")
+    }
+
+    pub async fn count(&self, sql_table: &'static str) -> i64 {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        self.db
+            .run(move |c| {
+                Ok(diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {sql_table}")).get_result::<N>(c)?.n)
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn events(&self, user_id: i64) -> Vec<String> {
+        self.db.run(move |c| latchkey::db::events::kinds_for_user(c, user_id)).await.unwrap()
+    }
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub body: String,
+    pub location: Option<String>,
+}
+
+impl Page {
+    pub fn csrf(&self) -> Option<String> {
+        attr_after(&self.body, "name=\"csrf_token\" value=\"")
+    }
+    pub fn text_of(&self, id: &str) -> Option<String> {
+        text_of_id(&self.body, id)
+    }
+    pub fn flash(&self) -> Option<String> {
+        self.text_of("flash")
+    }
+    pub fn redirects_to(&self, path: &str) -> bool {
+        self.status == StatusCode::SEE_OTHER && self.location.as_deref() == Some(path)
+    }
+}
+
+/// A browser-like client: keeps cookies, does not follow redirects.
+pub struct TestClient {
+    pub http: reqwest::Client,
+    pub jar: Arc<Jar>,
+    pub base: String,
+    csrf: std::sync::Mutex<Option<String>>,
+}
+
+impl TestClient {
+    pub fn new(base: &str) -> Self {
+        let jar = Arc::new(Jar::default());
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self { http, jar, base: base.to_string(), csrf: Default::default() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn page(resp: reqwest::Response) -> Page {
+        let status = resp.status();
+        let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+        let body = resp.text().await.unwrap();
+        Page { status, body, location }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let p = Self::page(self.http.get(self.url(path)).send().await.unwrap()).await;
+        if let Some(t) = p.csrf() {
+            *self.csrf.lock().unwrap() = Some(t);
+        }
+        p
+    }
+
+    /// The CSRF token for this client's cookie (fetched once).
+    pub async fn csrf(&self) -> String {
+        if let Some(t) = self.csrf.lock().unwrap().clone() {
+            return t;
+        }
+        let p = self.get("/login").await;
+        p.csrf().expect("login page has a CSRF token")
+    }
+
+    /// POST a form with the client's CSRF token added.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let token = self.csrf().await;
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("csrf_token", &token));
+        self.post_raw(path, &all).await
+    }
+
+    /// POST exactly these fields (no token added).
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        self.post_body(path, "application/x-www-form-urlencoded", body.into_bytes()).await
+    }
+
+    pub async fn post_body(&self, path: &str, content_type: &str, body: Vec<u8>) -> Page {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        Self::page(resp).await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Page {
+        self.post("/login", &[("username", username), ("password", password)]).await
+    }
+
+    /// The raw `Cookie` header this client would send.
+    pub fn cookie_header(&self) -> String {
+        let url = reqwest::Url::parse(&self.base).unwrap();
+        self.jar.cookies(&url).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    }
+}
+
+/// A session that has completed login for `user` (2FA off).
+pub async fn signed_in(app: &TestApp, user: &str) -> TestClient {
+    let c = app.client();
+    let p = c.login(user, PASSWORD).await;
+    assert!(p.redirects_to("/"), "login should succeed: {} {:?}", p.status, p.flash());
+    c
+}
+
+pub fn attr_after(html: &str, marker: &str) -> Option<String> {
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+/// Inner text of the element with `id` (tags stripped, entities for & < > " ' decoded).
+pub fn text_of_id(html: &str, id: &str) -> Option<String> {
+    let marker = format!("id=\"{id}\"");
+    let at = html.find(&marker)?;
+    let open_end = html[at..].find('>')? + at + 1;
+    let tag_start = html[..at].rfind('<')?;
+    let tag: String = html[tag_start + 1..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    // Find the matching close tag, counting nested tags of the same name.
+    let (open, close) = (format!("<{tag}"), format!("</{tag}>"));
+    let mut depth = 1;
+    let mut i = open_end;
+    while depth > 0 {
+        let next_close = html[i..].find(&close)? + i;
+        match html[i..].find(&open).map(|o| o + i) {
+            Some(o) if o < next_close => {
+                depth += 1;
+                i = o + open.len();
+            }
+            _ => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(decode(&strip_tags(&html[open_end..next_close])).trim().to_string());
+                }
+                i = next_close + close.len();
+            }
+        }
+    }
+    None
+}
+
+/// The `<li>` texts inside the element with `id`.
+pub fn list_items(html: &str, id: &str) -> Vec<String> {
+    let marker = format!("id=\"{id}\"");
+    let Some(at) = html.find(&marker) else { return vec![] };
+    let end = html[at..].find("</ul>").map(|e| e + at).unwrap_or(html.len());
+    html[at..end]
+        .split("<li>")
+        .skip(1)
+        .map(|s| decode(&strip_tags(s.split("</li>").next().unwrap_or(""))).trim().to_string())
+        .collect()
+}
+
+/// The raw markup of the element with `id`, up to its closing `</svg>`.
+pub fn svg_with_id(html: &str, id: &str) -> Option<String> {
+    let at = html.find(&format!("<svg id=\"{id}\""))?;
+    let end = html[at..].find("</svg>")? + at + "</svg>".len();
+    Some(html[at..end].to_string())
+}
+
+fn strip_tags(s: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for ch in s.chars() {
+        match ch {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+pub fn decode(s: &str) -> String {
+    s.replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#34;", "\"")
+        .replace("&#38;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+}
+
+/// A TOTP code computed by oathtool (an independent RFC 6238 implementation).
+pub fn oathtool(secret_base32: &str, unix_time: i64) -> String {
+    let out = Command::new("oathtool")
+        .args(["--totp", "-b", "--now", &format!("@{unix_time}"), secret_base32])
+        .output()
+        .expect("oathtool is installed (apt-get install oathtool)");
+    assert!(out.status.success(), "oathtool failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Rasterise an SVG with rsvg-convert and decode it with zbarimg.
+pub fn decode_qr(svg: &str, dir: &std::path::Path) -> String {
+    let svg_path = dir.join("qr.svg");
+    let png_path = dir.join("qr.png");
+    std::fs::write(&svg_path, svg).unwrap();
+    let status = Command::new("rsvg-convert")
+        .args(["--width", "400", "--output"])
+        .arg(&png_path)
+        .arg(&svg_path)
+        .status()
+        .expect("rsvg-convert is installed (apt-get install librsvg2-bin)");
+    assert!(status.success());
+    let out = Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(&png_path)
+        .output()
+        .expect("zbarimg is installed (apt-get install zbar-tools)");
+    assert!(out.status.success(), "zbarimg found no QR code");
+    String::from_utf8(out.stdout).unwrap().trim_end_matches('\n').to_string()
+}
+
+/// Signed in with 2FA enabled, ready to use: the client, the Base32 secret,
+/// the recovery codes, and the time step used to confirm.
+pub struct Enrolled {
+    pub client: TestClient,
+    pub secret: String,
+    pub codes: Vec<String>,
+}
+
+/// Walk MFA setup over HTTP as a person would: Enable → read the secret →
+/// confirm with oathtool's code → recovery codes → Copied.
+pub async fn enrol(app: &TestApp, client: TestClient) -> Enrolled {
+    let setup = client.post("/settings/account/mfa/enable", &[]).await;
+    assert_eq!(setup.status, StatusCode::OK, "setup page: {}", setup.body);
+    let secret = setup.text_of("mfa-secret").expect("secret shown").replace(' ', "");
+    let code = oathtool(&secret, app.clock.now());
+    let shown = client.post("/settings/account/mfa/confirm", &[("code", &code)]).await;
+    assert_eq!(shown.status, StatusCode::OK, "confirm: {:?}", shown.flash());
+    let codes = list_items(&shown.body, "recovery-codes");
+    assert_eq!(codes.len(), 10);
+    let done = client.post("/settings/account/mfa/recovery-codes/copied", &[]).await;
+    assert!(done.redirects_to("/settings/account/mfa"));
+    Enrolled { client, secret, codes }
+}
+
+/// Log in with the password, then with `code`, on a fresh client.
+pub async fn login_with_code(app: &TestApp, user: &str, code: &str) -> (TestClient, Page) {
+    let c = app.client();
+    let p = c.login(user, PASSWORD).await;
+    assert!(p.redirects_to("/login/two-factor"), "password step: {} {:?}", p.status, p.location);
+    let p = c.post("/login/two-factor", &[("code", code)]).await;
+    (c, p)
+}
+
+/// A well-formed code that is wrong for every step the server accepts now.
+pub fn wrong_code(secret_base32: &str, now: i64) -> String {
+    let valid: Vec<String> = (-2..=2).map(|k| oathtool(secret_base32, now + k * 30)).collect();
+    (0..)
+        .map(|n: u32| format!("{:06}", (n * 7919) % 1_000_000))
+        .find(|c| !valid.contains(c))
+        .unwrap()
+}

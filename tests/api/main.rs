@@ -1,0 +1,14 @@
+//! The one integration-test binary: every test starts the real server on a
+//! free port with its own SQLite file and talks to it over HTTP.
+
+mod helpers;
+
+mod cli;
+mod input;
+mod login;
+mod mfa;
+mod mfa_races;
+mod security;
+mod sessions;
+mod setup;
+mod throttling;

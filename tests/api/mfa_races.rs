@@ -1,0 +1,139 @@
+//! The races SPEC names, run concurrently against the real server.
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+async fn pending_logins(app: &TestApp, user: &str, n: usize) -> Vec<TestClient> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = app.client();
+        assert!(c.login(user, PASSWORD).await.redirects_to("/login/two-factor"));
+        let _ = c.csrf().await;
+        out.push(c);
+    }
+    out
+}
+
+async fn submit_all(clients: Vec<TestClient>, code: &str) -> Vec<StatusCode> {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(clients.len()));
+    let mut tasks = Vec::new();
+    for c in clients {
+        let code = code.to_string();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            c.post("/login/two-factor", &[("code", &code)]).await.status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_totp_code_twenty_times_at_once_succeeds_once() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", false).await;
+    let e = enrol(&app, signed_in(&app, "alice").await).await;
+    app.clock.advance(30);
+    let clients = pending_logins(&app, "alice", 20).await;
+    let code = oathtool(&e.secret, app.clock.now());
+    let statuses = submit_all(clients, &code).await;
+    let wins = statuses.iter().filter(|s| **s == StatusCode::SEE_OTHER).count();
+    assert_eq!(wins, 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::SEE_OTHER || *s == StatusCode::UNAUTHORIZED), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_recovery_code_twenty_times_at_once_succeeds_once() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", false).await;
+    let e = enrol(&app, signed_in(&app, "alice").await).await;
+    let clients = pending_logins(&app, "alice", 20).await;
+    let statuses = submit_all(clients, &e.codes[0]).await;
+    let wins = statuses.iter().filter(|s| **s == StatusCode::SEE_OTHER).count();
+    assert_eq!(wins, 1, "{statuses:?}");
+    let uid = app.user("alice").await.id;
+    let left = app.db.run(move |c| latchkey::db::mfa::remaining_recovery_codes(c, uid)).await.unwrap();
+    assert_eq!(left, 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn confirming_one_enrolment_twenty_times_at_once_enables_once() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", false).await;
+    let c = std::sync::Arc::new(signed_in(&app, "alice").await);
+    let setup = c.post("/settings/account/mfa/enable", &[]).await;
+    let secret = setup.text_of("mfa-secret").unwrap().replace(' ', "");
+    let code = oathtool(&secret, app.clock.now());
+    let _ = c.csrf().await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = vec![];
+    for _ in 0..20 {
+        let (c, code, barrier) = (c.clone(), code.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let p = c.post("/settings/account/mfa/confirm", &[("code", &code)]).await;
+            list_items(&p.body, "recovery-codes").len()
+        }));
+    }
+    let mut shown = 0;
+    for t in tasks {
+        if t.await.unwrap() == 10 {
+            shown += 1;
+        }
+    }
+    assert_eq!(shown, 1, "recovery codes are generated and shown once");
+    assert_eq!(app.count("recovery_codes").await, 10);
+    assert!(app.user("alice").await.mfa_enabled());
+}
+
+/// Enable and disable racing each other never leave a half state: either 2FA
+/// is on with its secret and ten codes, or off with neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enable_and_disable_racing_leave_a_consistent_state() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", false).await;
+    for round in 0..3 {
+        let e = enrol(&app, signed_in(&app, "alice").await).await;
+        app.clock.advance(30);
+        // Session A disables with a recovery code while session B, signed
+        // in too, regenerates codes and tries to enable again.
+        let a = e.client;
+        let b = signed_in_with_code(&app, &e.secret).await;
+        let _ = a.csrf().await;
+        let fields = [("code", e.codes[round].as_str())];
+        let disable = a.post("/settings/account/mfa/disable", &fields);
+        let regenerate = b.post("/settings/account/mfa/recovery-codes", &[]);
+        let enable = b.post("/settings/account/mfa/enable", &[]);
+        let (d, _r, en) = tokio::join!(disable, regenerate, enable);
+        assert!(d.redirects_to("/settings/account/mfa"), "{:?}", d.flash());
+        if let Some(new_secret) = en.text_of("mfa-secret") {
+            // B's Enable came after the disable: finish that enrolment too.
+            let code = oathtool(&new_secret.replace(' ', ""), app.clock.now());
+            let _ = b.post("/settings/account/mfa/confirm", &[("code", &code)]).await;
+        }
+        let user = app.user("alice").await;
+        let codes = app.count("recovery_codes").await;
+        if user.mfa_enabled() {
+            assert_eq!(codes, 10);
+            assert!(user.totp_last_step.is_some());
+        } else {
+            assert_eq!(codes, 0, "round {round}: 2FA off but recovery codes left");
+            assert!(user.totp_last_step.is_none());
+        }
+        // Start the next round from 2FA off.
+        let uid = user.id;
+        app.db.run(move |c| latchkey::db::mfa::disable(c, uid, None)).await.unwrap();
+        app.clock.advance(60);
+    }
+}
+
+async fn signed_in_with_code(app: &TestApp, secret: &str) -> TestClient {
+    let (c, p) = login_with_code(app, "alice", &oathtool(secret, app.clock.now())).await;
+    assert!(p.redirects_to("/"), "{:?}", p.flash());
+    c
+}
