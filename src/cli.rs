@@ -63,15 +63,30 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             let mut c = db.conn()?;
             let user = users::create(&mut c, name.as_str(), &hash, admin, now)?;
             events::record(&mut c, &cli_event(Kind::UserCreated, &user), now)?;
-            println!("Created {} {}.", if admin { "administrator" } else { "user" }, user.username);
+            println!(
+                "Created {} {}.",
+                if admin { "administrator" } else { "user" },
+                user.username
+            );
         }
         UserCommand::List => {
             let mut c = db.conn()?;
             let rows = users::list(&mut c)?;
-            println!("{:<24} {:<6} {:<9} {:>14}", "USERNAME", "ADMIN", "2FA", "RECOVERY CODES");
+            println!(
+                "{:<24} {:<6} {:<9} {:>14}",
+                "USERNAME", "ADMIN", "2FA", "RECOVERY CODES"
+            );
             for u in rows {
-                let mfa_state = if u.mfa_enabled_at.is_some() { "enabled" } else { "disabled" };
-                let codes = if u.mfa_enabled_at.is_some() { u.recovery_codes_left.to_string() } else { "-".into() };
+                let mfa_state = if u.mfa_enabled_at.is_some() {
+                    "enabled"
+                } else {
+                    "disabled"
+                };
+                let codes = if u.mfa_enabled_at.is_some() {
+                    u.recovery_codes_left.to_string()
+                } else {
+                    "-".into()
+                };
                 println!(
                     "{:<24} {:<6} {:<9} {:>14}",
                     u.username,
@@ -84,8 +99,8 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::ResetMfa { name } => {
             let name = Username::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut c = db.conn()?;
-            let user = users::find_by_name(&mut c, name.as_str())?
-                .ok_or_else(|| anyhow::anyhow!("no user named `{name}`"))?;
+            let user =
+                users::find_by_name(&mut c, name.as_str())?.ok_or_else(|| anyhow::anyhow!("no user named `{name}`"))?;
             let was_on = mfa::disable(&mut c, user.id, None)?;
             let ended = sessions::delete_for_user(&mut c, user.id)?;
             if was_on {

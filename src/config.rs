@@ -50,7 +50,13 @@ pub enum UserCommand {
 #[derive(Args, Debug, Clone)]
 pub struct Settings {
     /// Address and port to listen on
-    #[arg(long, env = "LATCHKEY_BIND", default_value = "127.0.0.1:8080", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "LATCHKEY_BIND",
+        default_value = "127.0.0.1:8080",
+        hide_env_values = true,
+        global = true
+    )]
     pub bind: String,
 
     /// Database: sqlite://PATH (relative to the working directory, or sqlite:///absolute/path)
@@ -68,7 +74,13 @@ pub struct Settings {
     pub public_url: Option<String>,
 
     /// Issuer name shown in authenticator apps
-    #[arg(long, env = "LATCHKEY_ISSUER", default_value = "Latchkey", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "LATCHKEY_ISSUER",
+        default_value = "Latchkey",
+        hide_env_values = true,
+        global = true
+    )]
     pub issuer: String,
 
     /// Server key file (created with mode 0600 if missing) [default: latchkey.key beside the database]
@@ -122,14 +134,19 @@ impl PublicUrl {
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let authority_ok = !authority.is_empty()
-            && authority.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+            && authority
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
         if !authority_ok {
             anyhow::bail!("public URL `{s}` has no valid host");
         }
         if !path.is_empty() {
             anyhow::bail!("public URL `{s}`: Latchkey must be served at the root of its host, without a path");
         }
-        Ok(Self { origin: format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase()), https })
+        Ok(Self {
+            origin: format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase()),
+            https,
+        })
     }
 }
 
@@ -150,12 +167,24 @@ pub struct Config {
 impl Config {
     pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
         let database_url = DatabaseUrl::parse(&s.database_url).map_err(|e| anyhow::anyhow!("--database-url: {e}"))?;
-        let public_url = s.public_url.as_deref().filter(|u| !u.trim().is_empty()).map(PublicUrl::parse).transpose()?;
+        let public_url = s
+            .public_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .map(PublicUrl::parse)
+            .transpose()?;
         let issuer = s.issuer.trim().to_string();
-        if issuer.is_empty() || issuer.chars().count() > 64 || issuer.contains(':') || issuer.chars().any(char::is_control) {
+        if issuer.is_empty()
+            || issuer.chars().count() > 64
+            || issuer.contains(':')
+            || issuer.chars().any(char::is_control)
+        {
             anyhow::bail!("--issuer must be 1–64 characters without ':' or control characters");
         }
-        let key_file = s.key_file.clone().unwrap_or_else(|| database_url.directory().join("latchkey.key"));
+        let key_file = s
+            .key_file
+            .clone()
+            .unwrap_or_else(|| database_url.directory().join("latchkey.key"));
         Ok(Self {
             bind: s.bind.clone(),
             database_url,
@@ -176,9 +205,22 @@ mod tests {
     #[test]
     fn public_url() {
         let u = PublicUrl::parse("https://Login.Example.com/").unwrap();
-        assert_eq!(u, PublicUrl { origin: "https://login.example.com".into(), https: true });
+        assert_eq!(
+            u,
+            PublicUrl {
+                origin: "https://login.example.com".into(),
+                https: true
+            }
+        );
         assert!(!PublicUrl::parse("http://127.0.0.1:8080").unwrap().https);
-        for bad in ["login.example.com", "ftp://x", "https://", "https://a/b", "https://u:p@h", "https://a b"] {
+        for bad in [
+            "login.example.com",
+            "ftp://x",
+            "https://",
+            "https://a/b",
+            "https://u:p@h",
+            "https://a b",
+        ] {
             assert!(PublicUrl::parse(bad).is_err(), "{bad}");
         }
     }
@@ -193,6 +235,9 @@ mod tests {
         assert!(Cli::try_parse_from(["latchkey", "--bcrypt-cost", "3"]).is_err());
         let cli = Cli::try_parse_from(["latchkey", "user", "add", "bob", "--admin", "--bcrypt-cost", "4"]).unwrap();
         assert_eq!(cli.settings.bcrypt_cost, 4);
-        assert!(matches!(cli.command, Some(Command::User(UserCommand::Add { admin: true, .. }))));
+        assert!(matches!(
+            cli.command,
+            Some(Command::User(UserCommand::Add { admin: true, .. }))
+        ));
     }
 }

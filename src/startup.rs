@@ -31,9 +31,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = Db::open(&config.database_url)?;
-        let keys = Arc::new(
-            Keyring::load_or_create(&config.key_file).context("cannot load the server key")?,
-        );
+        let keys = Arc::new(Keyring::load_or_create(&config.key_file).context("cannot load the server key")?);
         let cost = config.bcrypt_cost;
         let dummy_hash = web::block(move || password::dummy_hash(cost)).await?;
         let listener = TcpListener::bind(&config.bind).with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -57,12 +55,22 @@ impl Application {
             tracing::warn!("No users yet. Open this one-time link to create the first administrator: {url}");
         }
 
-        let store = DbSessionStore { db, clock: config.clock.clone() };
+        let store = DbSessionStore {
+            db,
+            clock: config.clock.clone(),
+        };
         let cookie_key = Key::from(&keys.cookie_key_material());
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(store.clone(), cookie_key.clone())
-                .cookie_name(if https { "__Host-latchkey_session" } else { "latchkey_session" }.to_string())
+                .cookie_name(
+                    if https {
+                        "__Host-latchkey_session"
+                    } else {
+                        "latchkey_session"
+                    }
+                    .to_string(),
+                )
                 .cookie_secure(https)
                 .cookie_http_only(true)
                 .cookie_same_site(SameSite::Lax)
@@ -89,7 +97,12 @@ impl Application {
         .listen(listener)?
         .run();
 
-        Ok(Self { server, address, setup_url, state })
+        Ok(Self {
+            server,
+            address,
+            setup_url,
+            state,
+        })
     }
 
     pub fn address(&self) -> SocketAddr {

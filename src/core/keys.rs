@@ -95,7 +95,10 @@ impl Keyring {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let err = || KeyError::Format { path: path.to_string(), line: i + 1 };
+            let err = || KeyError::Format {
+                path: path.to_string(),
+                line: i + 1,
+            };
             let (id, b64) = line.split_once(char::is_whitespace).ok_or_else(err)?;
             let bytes = STANDARD.decode(b64.trim()).map_err(|_| err())?;
             let master = <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| err())?;
@@ -103,7 +106,10 @@ impl Keyring {
             if !id_ok || keys.iter().any(|k: &KeyEntry| k.id == id) {
                 return Err(err());
             }
-            keys.push(KeyEntry { id: id.to_string(), master });
+            keys.push(KeyEntry {
+                id: id.to_string(),
+                master,
+            });
         }
         if keys.is_empty() {
             return Err(KeyError::Empty { path: path.to_string() });
@@ -114,7 +120,10 @@ impl Keyring {
     /// A keyring with one random key, for tests and throwaway use.
     pub fn ephemeral() -> Self {
         Self {
-            keys: vec![KeyEntry { id: "k1".into(), master: super::random_bytes::<KEY_LEN>() }],
+            keys: vec![KeyEntry {
+                id: "k1".into(),
+                master: super::random_bytes::<KEY_LEN>(),
+            }],
         }
     }
 
@@ -139,7 +148,13 @@ impl Keyring {
         let nonce = XNonce::from_slice(&nonce_bytes);
         let aad = format!("{SEAL_VERSION}.{}.{context}", key.id);
         let ct = cipher
-            .encrypt(nonce, Payload { msg: plaintext, aad: aad.as_bytes() })
+            .encrypt(
+                nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption of a short value cannot fail");
         let mut blob = nonce_bytes.to_vec();
         blob.extend_from_slice(&ct);
@@ -167,7 +182,13 @@ impl Keyring {
         let cipher = XChaCha20Poly1305::new(&Self::subkey(&key.master, "seal").into());
         let aad = format!("{SEAL_VERSION}.{id}.{context}");
         cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| UnsealError::Tampered)
     }
 
@@ -183,7 +204,10 @@ impl Keyring {
 
     /// The code's keyed hash under every key, to find it whichever key made it.
     pub fn recovery_hash_candidates(&self, canonical_code: &str) -> Vec<String> {
-        self.keys.iter().map(|k| Self::recovery_hash_with(k, canonical_code)).collect()
+        self.keys
+            .iter()
+            .map(|k| Self::recovery_hash_with(k, canonical_code))
+            .collect()
     }
 
     fn recovery_hash_with(key: &KeyEntry, canonical_code: &str) -> String {
@@ -241,7 +265,10 @@ fn check_permissions(path: &Path) -> Result<(), KeyError> {
         })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions { path: path.display().to_string(), mode });
+            return Err(KeyError::Permissions {
+                path: path.display().to_string(),
+                mode,
+            });
         }
     }
     Ok(())
@@ -275,7 +302,11 @@ mod tests {
         let sealed = old.seal(b"x", "c");
         let old_hash = old.recovery_hash("CODE");
         let rotated = Keyring::parse(
-            &format!("# new first\nk2 {}\nk1 {}\n", STANDARD.encode([9u8; 32]), STANDARD.encode([7u8; 32])),
+            &format!(
+                "# new first\nk2 {}\nk1 {}\n",
+                STANDARD.encode([9u8; 32]),
+                STANDARD.encode([7u8; 32])
+            ),
             "t",
         )
         .unwrap();
@@ -290,10 +321,19 @@ mod tests {
     #[test]
     fn parse_refuses_bad_files() {
         assert!(matches!(Keyring::parse("", "t"), Err(KeyError::Empty { .. })));
-        assert!(matches!(Keyring::parse("k1 c2hvcnQ=", "t"), Err(KeyError::Format { .. })));
-        assert!(matches!(Keyring::parse("justonefield", "t"), Err(KeyError::Format { .. })));
+        assert!(matches!(
+            Keyring::parse("k1 c2hvcnQ=", "t"),
+            Err(KeyError::Format { .. })
+        ));
+        assert!(matches!(
+            Keyring::parse("justonefield", "t"),
+            Err(KeyError::Format { .. })
+        ));
         let k = STANDARD.encode([1u8; 32]);
-        assert!(matches!(Keyring::parse(&format!("k1 {k}\nk1 {k}"), "t"), Err(KeyError::Format { .. })));
+        assert!(matches!(
+            Keyring::parse(&format!("k1 {k}\nk1 {k}"), "t"),
+            Err(KeyError::Format { .. })
+        ));
     }
 
     #[test]
@@ -312,7 +352,10 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            assert!(matches!(Keyring::load_or_create(&path), Err(KeyError::Permissions { .. })));
+            assert!(matches!(
+                Keyring::load_or_create(&path),
+                Err(KeyError::Permissions { .. })
+            ));
         }
     }
 

@@ -25,10 +25,7 @@ impl RecoveryCode {
     pub fn generate() -> Self {
         let bytes = super::random_bytes::<LEN>();
         // 256 is a multiple of 32, so masking keeps the choice uniform.
-        let s = bytes
-            .iter()
-            .map(|b| ALPHABET[usize::from(b & 31)] as char)
-            .collect();
+        let s = bytes.iter().map(|b| ALPHABET[usize::from(b & 31)] as char).collect();
         Self(s)
     }
 
@@ -92,7 +89,14 @@ mod tests {
         for variant in ["abcde fghjk lmnpq", "abcdefghjklmnpq", " ABCDE-fghjk - LMNPQ "] {
             assert_eq!(RecoveryCode::parse(variant).as_ref(), Some(&c), "{variant:?}");
         }
-        for bad in ["ABCDE-FGHJK-LMNP", "ABCDE-FGHJK-LMNPQR", "ABCDE-FGHJK-LMNP0", "ABCDE-FGHJK-LMNPI", "123456", ""] {
+        for bad in [
+            "ABCDE-FGHJK-LMNP",
+            "ABCDE-FGHJK-LMNPQR",
+            "ABCDE-FGHJK-LMNP0",
+            "ABCDE-FGHJK-LMNPI",
+            "123456",
+            "",
+        ] {
             assert!(RecoveryCode::parse(bad).is_none(), "{bad:?}");
         }
     }

@@ -83,7 +83,11 @@ impl Rule {
         } else {
             0
         };
-        Counter { failures, last_failure: now, locked_until }
+        Counter {
+            failures,
+            last_failure: now,
+            locked_until,
+        }
     }
 }
 
@@ -122,7 +126,11 @@ mod tests {
     #[test]
     fn old_failures_are_forgotten() {
         let r = PASSWORD_ACCOUNT_ADDRESS;
-        let c = Counter { failures: 9, last_failure: 0, locked_until: 10 };
+        let c = Counter {
+            failures: 9,
+            last_failure: 0,
+            locked_until: 10,
+        };
         assert_eq!(r.record_failure(Some(c), 3601).failures, 1);
         assert_eq!(r.record_failure(Some(c), 3600).failures, 10);
     }
@@ -130,7 +138,11 @@ mod tests {
     #[test]
     fn retry_after() {
         let r = PASSWORD_ACCOUNT;
-        let c = Counter { failures: 25, last_failure: 100, locked_until: 160 };
+        let c = Counter {
+            failures: 25,
+            last_failure: 100,
+            locked_until: 160,
+        };
         assert_eq!(r.retry_after(&c, 100), Some(60));
         assert_eq!(r.retry_after(&c, 160), None);
     }

@@ -104,11 +104,7 @@ impl TotpCode {
 
 /// Characters of the issuer and account name that stay as they are in the
 /// otpauth URI; everything else is percent-encoded (space as `%20`).
-const URI_KEEP: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const URI_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// `otpauth://totp/{Issuer}:{username}?secret=…&issuer=…&algorithm=SHA1&digits=6&period=30`
 pub fn otpauth_uri(issuer: &str, username: &str, secret: &TotpSecret) -> String {
@@ -184,8 +180,17 @@ mod tests {
             assert!(TotpCode::parse(ok).is_some(), "{ok:?}");
         }
         for bad in [
-            "", "12345", "1234567", "+12345", "-12345", "１２３４５６", "12345a", "12345\t6", "١٢٣٤٥٦",
-            "123 45", "0x1234",
+            "",
+            "12345",
+            "1234567",
+            "+12345",
+            "-12345",
+            "１２３４５６",
+            "12345a",
+            "12345\t6",
+            "١٢٣٤٥٦",
+            "123 45",
+            "0x1234",
         ] {
             assert!(TotpCode::parse(bad).is_none(), "{bad:?}");
         }

@@ -175,9 +175,13 @@ pub fn disable(c: &mut Conn, user_id: i64, only_secret: Option<&str>) -> Result<
             users::totp_enabled_at.eq(None::<i64>),
             users::totp_last_step.eq(None::<i64>),
         );
-        let target = users::table.find(user_id).filter(users::totp_secret_sealed.is_not_null());
+        let target = users::table
+            .find(user_id)
+            .filter(users::totp_secret_sealed.is_not_null());
         let n = match only_secret {
-            Some(s) => diesel::update(target.filter(users::totp_secret_sealed.eq(s))).set(clear).execute(c)?,
+            Some(s) => diesel::update(target.filter(users::totp_secret_sealed.eq(s)))
+                .set(clear)
+                .execute(c)?,
             None => diesel::update(target).set(clear).execute(c)?,
         };
         if n == 0 && only_secret.is_some() {

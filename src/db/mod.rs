@@ -44,7 +44,9 @@ pub enum UrlError {
     Query(String),
     #[error("PostgreSQL is not supported by this build yet; use sqlite://PATH")]
     PostgresNotYet,
-    #[error("unsupported database URL `{0}`: use sqlite://PATH (e.g. sqlite://latchkey.db or sqlite:///var/lib/latchkey/latchkey.db)")]
+    #[error(
+        "unsupported database URL `{0}`: use sqlite://PATH (e.g. sqlite://latchkey.db or sqlite:///var/lib/latchkey/latchkey.db)"
+    )]
     Unknown(String),
 }
 
@@ -67,7 +69,11 @@ impl DatabaseUrl {
             return Err(UrlError::PostgresNotYet);
         }
         // Never print the URL back when it might carry a password.
-        let shown = if url.contains('@') { "<redacted>".to_string() } else { url.to_string() };
+        let shown = if url.contains('@') {
+            "<redacted>".to_string()
+        } else {
+            url.to_string()
+        };
         Err(UrlError::Unknown(shown))
     }
 
@@ -189,20 +195,44 @@ mod tests {
 
     #[test]
     fn url_parsing() {
-        assert_eq!(DatabaseUrl::parse("sqlite://latchkey.db"), Ok(DatabaseUrl::Sqlite("latchkey.db".into())));
-        assert_eq!(DatabaseUrl::parse("sqlite:///var/x.db"), Ok(DatabaseUrl::Sqlite("/var/x.db".into())));
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://latchkey.db"),
+            Ok(DatabaseUrl::Sqlite("latchkey.db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///var/x.db"),
+            Ok(DatabaseUrl::Sqlite("/var/x.db".into()))
+        );
         assert_eq!(DatabaseUrl::parse(""), Err(UrlError::Empty));
-        assert_eq!(DatabaseUrl::parse("sqlite://"), Err(UrlError::NoPath("sqlite://".into())));
-        assert!(matches!(DatabaseUrl::parse("sqlite:latchkey.db"), Err(UrlError::Unknown(_))));
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://"),
+            Err(UrlError::NoPath("sqlite://".into()))
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("sqlite:latchkey.db"),
+            Err(UrlError::Unknown(_))
+        ));
         assert!(matches!(DatabaseUrl::parse("latchkey.db"), Err(UrlError::Unknown(_))));
-        assert!(matches!(DatabaseUrl::parse("sqlite://x.db?mode=ro"), Err(UrlError::Query(_))));
+        assert!(matches!(
+            DatabaseUrl::parse("sqlite://x.db?mode=ro"),
+            Err(UrlError::Query(_))
+        ));
         assert_eq!(DatabaseUrl::parse("postgres://u:p@h/db"), Err(UrlError::PostgresNotYet));
-        assert_eq!(DatabaseUrl::parse("mysql://u:pw@h/db"), Err(UrlError::Unknown("<redacted>".into())));
+        assert_eq!(
+            DatabaseUrl::parse("mysql://u:pw@h/db"),
+            Err(UrlError::Unknown("<redacted>".into()))
+        );
     }
 
     #[test]
     fn key_file_directory() {
-        assert_eq!(DatabaseUrl::Sqlite("latchkey.db".into()).directory(), PathBuf::from("."));
-        assert_eq!(DatabaseUrl::Sqlite("/var/lib/l/x.db".into()).directory(), PathBuf::from("/var/lib/l"));
+        assert_eq!(
+            DatabaseUrl::Sqlite("latchkey.db".into()).directory(),
+            PathBuf::from(".")
+        );
+        assert_eq!(
+            DatabaseUrl::Sqlite("/var/lib/l/x.db".into()).directory(),
+            PathBuf::from("/var/lib/l")
+        );
     }
 }

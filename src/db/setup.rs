@@ -15,7 +15,10 @@ pub fn arm(c: &mut Conn, token_hash: &str, now: i64) -> Result<bool, DbError> {
             return Ok(false);
         }
         diesel::insert_into(setup_tokens::table)
-            .values((setup_tokens::token_hash.eq(token_hash), setup_tokens::created_at.eq(now)))
+            .values((
+                setup_tokens::token_hash.eq(token_hash),
+                setup_tokens::created_at.eq(now),
+            ))
             .execute(c)?;
         Ok(true)
     })

@@ -35,10 +35,18 @@ pub fn record_failure(c: &mut Conn, rule: &Rule, key: &str, now: i64) -> Result<
             throttles::locked_until.eq(next.locked_until),
         );
         if prev.is_some() {
-            diesel::update(throttles::table.find((rule.scope, key))).set(values).execute(c)?;
+            diesel::update(throttles::table.find((rule.scope, key)))
+                .set(values)
+                .execute(c)?;
         } else {
             diesel::insert_into(throttles::table)
-                .values((throttles::scope.eq(rule.scope), throttles::key.eq(key), values.0, values.1, values.2))
+                .values((
+                    throttles::scope.eq(rule.scope),
+                    throttles::key.eq(key),
+                    values.0,
+                    values.1,
+                    values.2,
+                ))
                 .execute(c)?;
         }
         Ok(next)

@@ -55,7 +55,12 @@ pub fn create(
     is_admin: bool,
     now: i64,
 ) -> Result<User, CreateError> {
-    let row = NewUser { username, password_hash, is_admin, created_at: now };
+    let row = NewUser {
+        username,
+        password_hash,
+        is_admin,
+        created_at: now,
+    };
     match diesel::insert_into(users::table)
         .values(&row)
         .returning(User::as_returning())
@@ -86,12 +91,16 @@ pub fn count(c: &mut Conn) -> Result<i64, DbError> {
 }
 
 pub fn set_password(c: &mut Conn, id: i64, hash: &str) -> Result<(), DbError> {
-    diesel::update(users::table.find(id)).set(users::password_hash.eq(hash)).execute(c)?;
+    diesel::update(users::table.find(id))
+        .set(users::password_hash.eq(hash))
+        .execute(c)?;
     Ok(())
 }
 
 pub fn record_login(c: &mut Conn, id: i64, now: i64) -> Result<(), DbError> {
-    diesel::update(users::table.find(id)).set(users::last_login_at.eq(now)).execute(c)?;
+    diesel::update(users::table.find(id))
+        .set(users::last_login_at.eq(now))
+        .execute(c)?;
     Ok(())
 }
 
@@ -106,7 +115,10 @@ pub struct Summary {
 }
 
 pub fn list(c: &mut Conn) -> Result<Vec<Summary>, DbError> {
-    let rows: Vec<User> = users::table.order(users::username.asc()).select(User::as_select()).load(c)?;
+    let rows: Vec<User> = users::table
+        .order(users::username.asc())
+        .select(User::as_select())
+        .load(c)?;
     let mut out = Vec::with_capacity(rows.len());
     for u in rows {
         let left: i64 = recovery_codes::table

@@ -21,7 +21,11 @@ struct Asset {
 fn asset(name: &'static str, body: &'static str, content_type: &'static str) -> Asset {
     let digest = Sha256::digest(body.as_bytes());
     let version = crate::core::keys::hex(&digest[..6]);
-    Asset { body, content_type, href: format!("/static/{version}/{name}") }
+    Asset {
+        body,
+        content_type,
+        href: format!("/static/{version}/{name}"),
+    }
 }
 
 static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {

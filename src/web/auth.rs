@@ -29,7 +29,10 @@ pub struct Client {
 
 impl Client {
     pub fn of(req: &HttpRequest) -> Self {
-        let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+        let address = req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
         let user_agent = req
             .headers()
             .get(actix_web::http::header::USER_AGENT)
@@ -51,12 +54,16 @@ impl Client {
 }
 
 pub fn state(req: &HttpRequest) -> web::Data<AppState> {
-    req.app_data::<web::Data<AppState>>().cloned().expect("AppState is registered")
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .expect("AppState is registered")
 }
 
 /// Where to come back to after signing in: this page, if it is a GET.
 fn return_path(req: &HttpRequest) -> Option<String> {
-    (req.method() == Method::GET).then(|| req.uri().path_and_query().map(|p| p.as_str().to_string())).flatten()
+    (req.method() == Method::GET)
+        .then(|| req.uri().path_and_query().map(|p| p.as_str().to_string()))
+        .flatten()
 }
 
 /// A fully signed-in user. Anyone else is sent to the login page.
@@ -83,7 +90,9 @@ impl FromRequest for SignedIn {
             let session = req.get_session();
             let state = state(&req);
             let now = state.clock.now();
-            let login = || AppError::LoginRequired { next: return_path(&req) };
+            let login = || AppError::LoginRequired {
+                next: return_path(&req),
+            };
             let (Some(Stage::SignedIn), Some(uid)) = (session.stage(), session.user_id()) else {
                 return Err(login());
             };
@@ -96,7 +105,11 @@ impl FromRequest for SignedIn {
                 return Err(login());
             };
             let password_at = session.int(keys::PASSWORD_AT);
-            Ok(SignedIn { user, session, password_at })
+            Ok(SignedIn {
+                user,
+                session,
+                password_at,
+            })
         })
     }
 }
@@ -209,7 +222,11 @@ pub async fn check_password(
             Ok(())
         })
         .await?;
-    Ok(if correct { PasswordCheck::Correct } else { PasswordCheck::Wrong })
+    Ok(if correct {
+        PasswordCheck::Correct
+    } else {
+        PasswordCheck::Wrong
+    })
 }
 
 /// What became of a second-factor code.
@@ -244,7 +261,11 @@ pub async fn check_second_factor(
     let rule = throttle::SECOND_FACTOR_ACCOUNT;
     let key = user.id.to_string();
     let probe_key = key.clone();
-    if let Some(w) = state.db.run(move |c| throttles::retry_after(c, &rule, &probe_key, now)).await? {
+    if let Some(w) = state
+        .db
+        .run(move |c| throttles::retry_after(c, &rule, &probe_key, now))
+        .await?
+    {
         return Ok(FactorCheck::Throttled(w));
     }
     let Some(sealed) = user.totp_secret_sealed.clone() else {
@@ -253,7 +274,10 @@ pub async fn check_second_factor(
     let user_id = user.id;
 
     let outcome = if let Some(code) = TotpCode::parse(input) {
-        let bytes = state.keys.open(&sealed, &secret_context(user_id)).map_err(AppError::internal)?;
+        let bytes = state
+            .keys
+            .open(&sealed, &secret_context(user_id))
+            .map_err(AppError::internal)?;
         let secret = TotpSecret::from_bytes(&bytes)
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("stored TOTP secret has the wrong length")))?;
         match secret.verify(&code, now, state.totp_skew) {
@@ -263,7 +287,10 @@ pub async fn check_second_factor(
                 if fresh {
                     if state.keys.is_stale(&sealed) {
                         let resealed = state.keys.seal(secret.as_bytes(), &secret_context(user_id));
-                        state.db.run(move |c| mfa::reseal_secret(c, user_id, &sealed, &resealed)).await?;
+                        state
+                            .db
+                            .run(move |c| mfa::reseal_secret(c, user_id, &sealed, &resealed))
+                            .await?;
                     }
                     FactorCheck::Totp
                 } else {
@@ -274,8 +301,15 @@ pub async fn check_second_factor(
         }
     } else if let Some(code) = RecoveryCode::parse(input) {
         let candidates = state.keys.recovery_hash_candidates(code.canonical());
-        let used = state.db.run(move |c| mfa::consume_recovery_code(c, user_id, &candidates, now)).await?;
-        if used { FactorCheck::Recovery } else { FactorCheck::Wrong }
+        let used = state
+            .db
+            .run(move |c| mfa::consume_recovery_code(c, user_id, &candidates, now))
+            .await?;
+        if used {
+            FactorCheck::Recovery
+        } else {
+            FactorCheck::Wrong
+        }
     } else {
         FactorCheck::Malformed
     };
@@ -319,7 +353,9 @@ pub fn factor_message(check: &FactorCheck) -> &'static str {
         FactorCheck::Malformed => {
             "Enter the 6-digit code from your authenticator app, or one of your recovery codes (like ABCDE-FGHJK-LMNPQ)."
         }
-        FactorCheck::Replayed => "That code was already used. Wait for the next code to appear in your app, then enter it.",
+        FactorCheck::Replayed => {
+            "That code was already used. Wait for the next code to appear in your app, then enter it."
+        }
         _ => {
             "That code was not accepted. Codes change every 30 seconds: enter the one your app shows now, and check that your phone sets its time automatically."
         }

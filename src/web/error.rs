@@ -43,7 +43,11 @@ pub enum AppError {
 
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
-        if e.is_transient() { Self::Unavailable(e.to_string()) } else { Self::Internal(e.into()) }
+        if e.is_transient() {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Internal(e.into())
+        }
     }
 }
 
@@ -87,7 +91,10 @@ impl ResponseError for AppError {
     fn error_response(&self) -> HttpResponse {
         if let Self::LoginRequired { next } = self {
             let to = match next {
-                Some(n) => format!("/login?next={}", percent_encoding::utf8_percent_encode(n, percent_encoding::NON_ALPHANUMERIC)),
+                Some(n) => format!(
+                    "/login?next={}",
+                    percent_encoding::utf8_percent_encode(n, percent_encoding::NON_ALPHANUMERIC)
+                ),
                 None => "/login".to_string(),
             };
             return HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish();
@@ -108,7 +115,10 @@ impl ResponseError for AppError {
         let (title, message): (&str, &str) = match self {
             Self::BadRequest(m) => ("That request could not be understood", m),
             Self::Forbidden(m) => ("Not allowed", m),
-            Self::NotFound => ("Page not found", "There is nothing at this address. Check the link, or go back to the dashboard."),
+            Self::NotFound => (
+                "Page not found",
+                "There is nothing at this address. Check the link, or go back to the dashboard.",
+            ),
             Self::Gone(m) => ("No longer available", m),
             Self::PayloadTooLarge => ("Too much data", "The form you sent was larger than Latchkey accepts."),
             Self::UnsupportedMediaType => ("Unsupported form", "Send the form from the page in your browser."),
@@ -116,14 +126,28 @@ impl ResponseError for AppError {
                 retry = format!("{message} Try again in {}.", describe_wait(*retry_after));
                 ("Too many attempts", retry.as_str())
             }
-            Self::Unavailable(_) => ("Temporarily unavailable", "Latchkey cannot reach its database right now. Nothing was lost; try again in a moment."),
-            Self::Internal(_) => ("Something went wrong", "An unexpected error occurred on our side. If it keeps happening, give your administrator the incident id below."),
+            Self::Unavailable(_) => (
+                "Temporarily unavailable",
+                "Latchkey cannot reach its database right now. Nothing was lost; try again in a moment.",
+            ),
+            Self::Internal(_) => (
+                "Something went wrong",
+                "An unexpected error occurred on our side. If it keeps happening, give your administrator the incident id below.",
+            ),
             Self::LoginRequired { .. } => unreachable!("handled above"),
         };
-        let page = ErrorPage { title, message, incident: incident.as_deref(), css: super::assets::css_href() };
+        let page = ErrorPage {
+            title,
+            message,
+            incident: incident.as_deref(),
+            css: super::assets::css_href(),
+        };
         let body = page.render().unwrap_or_else(|_| message.to_string());
         let mut resp = HttpResponse::build(self.status_code());
-        resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")));
+        resp.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        ));
         if let Self::Throttled { retry_after, .. } = self {
             resp.insert_header((header::RETRY_AFTER, retry_after.max(&1).to_string()));
         }

@@ -37,7 +37,11 @@ pub struct CsrfNonce {
 }
 
 pub fn cookie_name(secure: bool) -> &'static str {
-    if secure { "__Host-latchkey_csrf" } else { "latchkey_csrf" }
+    if secure {
+        "__Host-latchkey_csrf"
+    } else {
+        "latchkey_csrf"
+    }
 }
 
 /// Find or make the nonce; called by the middleware for every request.
@@ -67,7 +71,11 @@ pub fn nonce_cookie(nonce: &CsrfNonce, secure: bool) -> Cookie<'static> {
 /// The token to put in forms for this request.
 pub fn token(req: &HttpRequest) -> String {
     let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered");
-    let nonce = req.extensions().get::<CsrfNonce>().map(|n| n.value.clone()).unwrap_or_default();
+    let nonce = req
+        .extensions()
+        .get::<CsrfNonce>()
+        .map(|n| n.value.clone())
+        .unwrap_or_default();
     URL_SAFE_NO_PAD.encode(state.keys.mac("csrf", nonce.as_bytes()))
 }
 
@@ -84,6 +92,10 @@ fn token_matches(req: &HttpRequest, submitted: &str) -> bool {
 /// A parsed form whose CSRF token has been checked. The token is checked
 /// first (a missing or wrong token is a 403 whatever else is wrong), then
 /// removed, and the remaining fields are parsed strictly into `T`.
+///
+/// Make it a handler's *first* argument: extractors run in order, and if one
+/// before it refuses the request (say, "not signed in"), the body is left
+/// unread and the keep-alive connection is dropped under the client.
 pub struct Protected<T>(pub T);
 
 impl<T> FromRequest for Protected<T>
@@ -106,7 +118,8 @@ where
             };
             if !ok {
                 return Err(AppError::Forbidden(
-                    "This form has expired or did not come from this site. Go back, reload the page and try again.".into(),
+                    "This form has expired or did not come from this site. Go back, reload the page and try again."
+                        .into(),
                 ));
             }
             let rest: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != CSRF_FIELD).collect();
@@ -128,7 +141,10 @@ fn parse_pairs(body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
         let name = halves.next().unwrap_or_default();
         let value = halves.next().unwrap_or_default();
         let decode = |raw: &[u8]| {
-            percent_encoding::percent_decode(raw).decode_utf8().map(|c| c.into_owned()).map_err(|_| invalid())
+            percent_encoding::percent_decode(raw)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| invalid())
         };
         out.push((decode(name)?, decode(value)?));
     }
@@ -213,7 +229,14 @@ mod tests {
     #[test]
     fn pairs_decode_strictly() {
         let p = parse_pairs(b"a=1+2&b=%C3%A9&&c").unwrap();
-        assert_eq!(p, vec![("a".into(), "1 2".into()), ("b".into(), "é".into()), ("c".into(), "".into())]);
+        assert_eq!(
+            p,
+            vec![
+                ("a".into(), "1 2".into()),
+                ("b".into(), "é".into()),
+                ("c".into(), "".into())
+            ]
+        );
         assert!(parse_pairs(b"a=%C3").is_err());
     }
 

@@ -23,7 +23,10 @@ pub fn security_headers(https: bool) -> DefaultHeaders {
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "same-origin"))
         .add((header::X_FRAME_OPTIONS, "DENY"))
-        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"))
+        .add((
+            "Permissions-Policy",
+            "camera=(), microphone=(), geolocation=(), payment=()",
+        ))
         .add(("Cross-Origin-Opener-Policy", "same-origin"))
         .add((header::CACHE_CONTROL, "no-store"));
     if https {
@@ -54,7 +57,10 @@ pub async fn cross_site_guard(
 
 fn is_cross_site(req: &ServiceRequest) -> bool {
     let headers = req.headers();
-    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
         return true;
     }
     let Some(origin) = headers.get(header::ORIGIN) else {

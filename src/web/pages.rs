@@ -42,7 +42,10 @@ impl Page {
             title: title.to_string(),
             csrf: super::forms::token(req),
             flash: session.take_flash(),
-            user: user.map(|u| NavUser { username: u.username.clone(), is_admin: u.is_admin }),
+            user: user.map(|u| NavUser {
+                username: u.username.clone(),
+                is_admin: u.is_admin,
+            }),
             nav,
             css: super::assets::css_href(),
             js: super::assets::js_href(),
@@ -68,7 +71,10 @@ impl Page {
 pub fn render(status: StatusCode, tpl: &impl Template) -> Result<HttpResponse, AppError> {
     let body = tpl.render()?;
     Ok(HttpResponse::build(status)
-        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")))
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        ))
         .body(body))
 }
 
@@ -78,7 +84,9 @@ pub fn ok(tpl: &impl Template) -> Result<HttpResponse, AppError> {
 
 /// 303 See Other to `to`.
 pub fn redirect(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, to.to_string())).finish()
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to.to_string()))
+        .finish()
 }
 
 /// `2026-11-29 08:33 UTC`. Hand-written (Howard Hinnant's civil-from-days)

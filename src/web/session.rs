@@ -62,7 +62,9 @@ impl SessionStore for DbSessionStore {
             .map_err(|e| LoadError::Other(e.into()))?;
         match raw {
             None => Ok(None),
-            Some(s) => serde_json::from_str(&s).map(Some).map_err(|e| LoadError::Deserialization(e.into())),
+            Some(s) => serde_json::from_str(&s)
+                .map(Some)
+                .map_err(|e| LoadError::Deserialization(e.into())),
         }
     }
 
@@ -147,13 +149,22 @@ pub struct Flash {
 
 impl Flash {
     pub fn success(text: impl Into<String>) -> Self {
-        Self { kind: FlashKind::Success, text: text.into() }
+        Self {
+            kind: FlashKind::Success,
+            text: text.into(),
+        }
     }
     pub fn info(text: impl Into<String>) -> Self {
-        Self { kind: FlashKind::Info, text: text.into() }
+        Self {
+            kind: FlashKind::Info,
+            text: text.into(),
+        }
     }
     pub fn error(text: impl Into<String>) -> Self {
-        Self { kind: FlashKind::Error, text: text.into() }
+        Self {
+            kind: FlashKind::Error,
+            text: text.into(),
+        }
     }
     pub fn is_error(&self) -> bool {
         self.kind == FlashKind::Error
@@ -256,8 +267,16 @@ mod tests {
         assert_eq!(safe_next(Some("/settings/account")), Some("/settings/account".into()));
         assert_eq!(safe_next(Some("/x?y=1")), Some("/x?y=1".into()));
         for bad in [
-            "//evil.example", "/\\evil.example", "https://evil.example", "evil", "/a b", "/\n", "/login",
-            "javascript:alert(1)", "/%0d\\x", "",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "evil",
+            "/a b",
+            "/\n",
+            "/login",
+            "javascript:alert(1)",
+            "/%0d\\x",
+            "",
         ] {
             assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
         }

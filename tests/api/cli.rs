@@ -60,7 +60,10 @@ async fn user_add_and_list() {
     .await;
     assert!(app.setup_url.is_none(), "no setup link once users exist");
     assert!(app.client().login("bob", PASSWORD).await.redirects_to("/"));
-    assert!(app.client().login("carol", PASSWORD).await.redirects_to("/"), "CRLF stripped");
+    assert!(
+        app.client().login("carol", PASSWORD).await.redirects_to("/"),
+        "CRLF stripped"
+    );
 }
 
 #[tokio::test]
@@ -70,7 +73,11 @@ async fn reset_mfa_turns_2fa_off_and_ends_sessions() {
     let e = enrol(&app, signed_in(&app, "alice").await).await;
     let url = format!("sqlite://{}", app.db_path.display());
     let out = latchkey(&url, &["user", "list"], None);
-    assert!(stdout(&out).lines().any(|l| l.starts_with("alice") && l.contains("enabled") && l.contains("10")));
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("alice") && l.contains("enabled") && l.contains("10"))
+    );
 
     let out = latchkey(&url, &["user", "reset-mfa", "alice"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -78,7 +85,10 @@ async fn reset_mfa_turns_2fa_off_and_ends_sessions() {
     assert!(!app.user("alice").await.mfa_enabled());
     assert_eq!(app.count("recovery_codes").await, 0);
     assert_eq!(e.client.get("/").await.status, StatusCode::SEE_OTHER, "session ended");
-    assert!(app.client().login("alice", PASSWORD).await.redirects_to("/"), "password alone works");
+    assert!(
+        app.client().login("alice", PASSWORD).await.redirects_to("/"),
+        "password alone works"
+    );
     let uid = app.user("alice").await.id;
     assert!(app.events(uid).await.contains(&"mfa_reset".to_string()));
 
@@ -89,7 +99,12 @@ async fn reset_mfa_turns_2fa_off_and_ends_sessions() {
 #[test]
 fn bad_database_urls_are_refused_without_creating_files() {
     let dir = tempfile::tempdir().unwrap();
-    for url in ["latchkey.db", "sqlite:latchkey.db", "mysql://root@localhost/x", "sqlite://"] {
+    for url in [
+        "latchkey.db",
+        "sqlite:latchkey.db",
+        "mysql://root@localhost/x",
+        "sqlite://",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .args(["--database-url", url, "user", "list"])
             .current_dir(dir.path())
@@ -111,10 +126,23 @@ fn help_documents_settings_and_hides_env_values() {
         .unwrap();
     let help = stdout(&out);
     for flag in [
-        "--bind", "--database-url", "--public-url", "--issuer", "--key-file", "--bcrypt-cost", "LATCHKEY_BIND",
-        "DATABASE_URL", "LATCHKEY_PUBLIC_URL", "LATCHKEY_ISSUER", "LATCHKEY_KEY_FILE", "LATCHKEY_BCRYPT_COST",
+        "--bind",
+        "--database-url",
+        "--public-url",
+        "--issuer",
+        "--key-file",
+        "--bcrypt-cost",
+        "LATCHKEY_BIND",
+        "DATABASE_URL",
+        "LATCHKEY_PUBLIC_URL",
+        "LATCHKEY_ISSUER",
+        "LATCHKEY_KEY_FILE",
+        "LATCHKEY_BCRYPT_COST",
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");
     }
-    assert!(!help.contains("super-secret-name") && !help.contains("hidden.example"), "{help}");
+    assert!(
+        !help.contains("super-secret-name") && !help.contains("hidden.example"),
+        "{help}"
+    );
 }

@@ -50,7 +50,14 @@ impl TestApp {
         let db = app.db();
         let setup_url = app.setup_url().map(str::to_string);
         tokio::spawn(app.run_until_stopped());
-        Self { base, db, clock, setup_url, db_path, dir }
+        Self {
+            base,
+            db,
+            clock,
+            setup_url,
+            db_path,
+            dir,
+        }
     }
 
     pub fn client(&self) -> TestClient {
@@ -76,7 +83,11 @@ impl TestApp {
 
     pub async fn user(&self, name: &str) -> users::User {
         let name = name.to_string();
-        self.db.run(move |c| users::find_by_name(c, &name)).await.unwrap().expect("user exists")
+        self.db
+            .run(move |c| users::find_by_name(c, &name))
+            .await
+            .unwrap()
+            .expect("user exists")
     }
 
     pub async fn count(&self, sql_table: &'static str) -> i64 {
@@ -88,14 +99,19 @@ impl TestApp {
         }
         self.db
             .run(move |c| {
-                Ok(diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {sql_table}")).get_result::<N>(c)?.n)
+                Ok(diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {sql_table}"))
+                    .get_result::<N>(c)?
+                    .n)
             })
             .await
             .unwrap()
     }
 
     pub async fn events(&self, user_id: i64) -> Vec<String> {
-        self.db.run(move |c| latchkey::db::events::kinds_for_user(c, user_id)).await.unwrap()
+        self.db
+            .run(move |c| latchkey::db::events::kinds_for_user(c, user_id))
+            .await
+            .unwrap()
     }
 }
 
@@ -136,7 +152,12 @@ impl TestClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        Self { http, jar, base: base.to_string(), csrf: Default::default() }
+        Self {
+            http,
+            jar,
+            base: base.to_string(),
+            csrf: Default::default(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -178,7 +199,8 @@ impl TestClient {
     /// POST exactly these fields (no token added).
     pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let body = serde_urlencoded::to_string(fields).unwrap();
-        self.post_body(path, "application/x-www-form-urlencoded", body.into_bytes()).await
+        self.post_body(path, "application/x-www-form-urlencoded", body.into_bytes())
+            .await
     }
 
     pub async fn post_body(&self, path: &str, content_type: &str, body: Vec<u8>) -> Page {
@@ -194,13 +216,17 @@ impl TestClient {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Page {
-        self.post("/login", &[("username", username), ("password", password)]).await
+        self.post("/login", &[("username", username), ("password", password)])
+            .await
     }
 
     /// The raw `Cookie` header this client would send.
     pub fn cookie_header(&self) -> String {
         let url = reqwest::Url::parse(&self.base).unwrap();
-        self.jar.cookies(&url).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+        self.jar
+            .cookies(&url)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -208,7 +234,12 @@ impl TestClient {
 pub async fn signed_in(app: &TestApp, user: &str) -> TestClient {
     let c = app.client();
     let p = c.login(user, PASSWORD).await;
-    assert!(p.redirects_to("/"), "login should succeed: {} {:?}", p.status, p.flash());
+    assert!(
+        p.redirects_to("/"),
+        "login should succeed: {} {:?}",
+        p.status,
+        p.flash()
+    );
     c
 }
 
@@ -224,7 +255,10 @@ pub fn text_of_id(html: &str, id: &str) -> Option<String> {
     let at = html.find(&marker)?;
     let open_end = html[at..].find('>')? + at + 1;
     let tag_start = html[..at].rfind('<')?;
-    let tag: String = html[tag_start + 1..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let tag: String = html[tag_start + 1..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
     // Find the matching close tag, counting nested tags of the same name.
     let (open, close) = (format!("<{tag}"), format!("</{tag}>"));
     let mut depth = 1;
@@ -256,7 +290,11 @@ pub fn list_items(html: &str, id: &str) -> Vec<String> {
     html[at..end]
         .split("<li>")
         .skip(1)
-        .map(|s| decode(&strip_tags(s.split("</li>").next().unwrap_or(""))).trim().to_string())
+        .map(|s| {
+            decode(&strip_tags(s.split("</li>").next().unwrap_or("")))
+                .trim()
+                .to_string()
+        })
         .collect()
 }
 
@@ -300,7 +338,11 @@ pub fn oathtool(secret_base32: &str, unix_time: i64) -> String {
         .args(["--totp", "-b", "--now", &format!("@{unix_time}"), secret_base32])
         .output()
         .expect("oathtool is installed (apt-get install oathtool)");
-    assert!(out.status.success(), "oathtool failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "oathtool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -322,7 +364,10 @@ pub fn decode_qr(svg: &str, dir: &std::path::Path) -> String {
         .output()
         .expect("zbarimg is installed (apt-get install zbar-tools)");
     assert!(out.status.success(), "zbarimg found no QR code");
-    String::from_utf8(out.stdout).unwrap().trim_end_matches('\n').to_string()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end_matches('\n')
+        .to_string()
 }
 
 /// Signed in with 2FA enabled, ready to use: the client, the Base32 secret,
@@ -353,7 +398,12 @@ pub async fn enrol(app: &TestApp, client: TestClient) -> Enrolled {
 pub async fn login_with_code(app: &TestApp, user: &str, code: &str) -> (TestClient, Page) {
     let c = app.client();
     let p = c.login(user, PASSWORD).await;
-    assert!(p.redirects_to("/login/two-factor"), "password step: {} {:?}", p.status, p.location);
+    assert!(
+        p.redirects_to("/login/two-factor"),
+        "password step: {} {:?}",
+        p.status,
+        p.location
+    );
     let p = c.post("/login/two-factor", &[("code", code)]).await;
     (c, p)
 }

@@ -35,7 +35,11 @@ async fn malformed_login_posts_get_4xx_and_change_nothing() {
         (
             "raw invalid UTF-8",
             "application/x-www-form-urlencoded",
-            [b"username=alice&password=\xff\xfe&csrf_token=".as_slice(), token.as_bytes()].concat(),
+            [
+                b"username=alice&password=\xff\xfe&csrf_token=".as_slice(),
+                token.as_bytes(),
+            ]
+            .concat(),
             StatusCode::BAD_REQUEST,
         ),
         (
@@ -84,11 +88,17 @@ async fn malformed_login_posts_get_4xx_and_change_nothing() {
     for (name, ctype, body, expected) in cases {
         let p = c.post_body("/login", ctype, body).await;
         assert_eq!(p.status, expected, "{name}");
-        assert!(p.body.contains("role=\"alert\""), "{name}: a page that says what went wrong");
+        assert!(
+            p.body.contains("role=\"alert\""),
+            "{name}: a page that says what went wrong"
+        );
     }
     assert_eq!(app.count("users").await, 1);
     assert!(c.get("/").await.redirects_to("/login?next=%2F"), "not signed in");
-    assert!(c.login("alice", PASSWORD).await.redirects_to("/"), "the account still works");
+    assert!(
+        c.login("alice", PASSWORD).await.redirects_to("/"),
+        "the account still works"
+    );
 }
 
 #[tokio::test]
@@ -101,7 +111,10 @@ async fn sql_and_html_in_fields_are_just_text() {
     let p = c.login("<script>alert(1)</script>", "x").await;
     assert_eq!(p.status, StatusCode::UNAUTHORIZED);
     assert!(!p.body.contains("<script>alert(1)"), "echoed username is escaped");
-    assert!(decode(&p.body).contains("value=\"<script>alert(1)</script>\""), "but kept as text");
+    assert!(
+        decode(&p.body).contains("value=\"<script>alert(1)</script>\""),
+        "but kept as text"
+    );
     assert_eq!(app.count("users").await, 1);
 }
 

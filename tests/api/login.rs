@@ -11,7 +11,10 @@ async fn login_reaches_the_dashboard_and_settings_shell() {
     let dash = c.get("/").await;
     assert_eq!(dash.status, StatusCode::OK);
     assert!(dash.body.contains("Welcome, alice"));
-    assert_eq!(attr_after(&dash.body, "id=\"nav-settings\" href=\"").as_deref(), Some("/settings"));
+    assert_eq!(
+        attr_after(&dash.body, "id=\"nav-settings\" href=\"").as_deref(),
+        Some("/settings")
+    );
 
     let settings = c.get("/settings").await;
     assert_eq!(
@@ -21,7 +24,10 @@ async fn login_reaches_the_dashboard_and_settings_shell() {
     let account = c.get("/settings/account").await;
     assert_eq!(account.status, StatusCode::OK);
     assert!(account.body.contains("Profile") && account.body.contains("Password"));
-    assert_eq!(attr_after(&account.body, "id=\"tab-mfa\" href=\"").as_deref(), Some("/settings/account/mfa"));
+    assert_eq!(
+        attr_after(&account.body, "id=\"tab-mfa\" href=\"").as_deref(),
+        Some("/settings/account/mfa")
+    );
     let mfa = c.get("/settings/account/mfa").await;
     assert_eq!(mfa.text_of("mfa-status").as_deref(), Some("Disabled"));
     assert!(mfa.body.contains("id=\"mfa-enable\""));
@@ -63,7 +69,16 @@ async fn anonymous_visitors_go_to_login_and_come_back() {
     assert!(p.redirects_to("/login?next=%2Fsettings%2Faccount"), "{:?}", p.location);
     let form = c.get(p.location.as_deref().unwrap()).await;
     assert!(form.body.contains("name=\"next\" value=\"/settings/account\""));
-    let done = c.post("/login", &[("username", "alice"), ("password", PASSWORD), ("next", "/settings/account")]).await;
+    let done = c
+        .post(
+            "/login",
+            &[
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("next", "/settings/account"),
+            ],
+        )
+        .await;
     assert!(done.redirects_to("/settings/account"));
 }
 
@@ -71,9 +86,19 @@ async fn anonymous_visitors_go_to_login_and_come_back() {
 async fn next_never_leaves_the_site() {
     let app = TestApp::spawn().await;
     app.create_user("alice", false).await;
-    for evil in ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"] {
+    for evil in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ] {
         let c = app.client();
-        let p = c.post("/login", &[("username", "alice"), ("password", PASSWORD), ("next", evil)]).await;
+        let p = c
+            .post(
+                "/login",
+                &[("username", "alice"), ("password", PASSWORD), ("next", evil)],
+            )
+            .await;
         assert!(p.redirects_to("/"), "{evil}: {:?}", p.location);
         let form = app.client().get(&format!("/login?next={}", urlencode(evil))).await;
         assert!(!form.body.contains("evil.example"), "{evil}");
@@ -95,14 +120,22 @@ async fn password_change_ends_other_sessions() {
     let mismatch = here
         .post(
             "/settings/account/password",
-            &[("current_password", PASSWORD), ("new_password", new), ("new_password_confirm", "other")],
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", new),
+                ("new_password_confirm", "other"),
+            ],
         )
         .await;
     assert_eq!(mismatch.status, StatusCode::BAD_REQUEST);
     let wrong = here
         .post(
             "/settings/account/password",
-            &[("current_password", "wrong password"), ("new_password", new), ("new_password_confirm", new)],
+            &[
+                ("current_password", "wrong password"),
+                ("new_password", new),
+                ("new_password_confirm", new),
+            ],
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
@@ -111,12 +144,23 @@ async fn password_change_ends_other_sessions() {
     let ok = here
         .post(
             "/settings/account/password",
-            &[("current_password", PASSWORD), ("new_password", new), ("new_password_confirm", new)],
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", new),
+                ("new_password_confirm", new),
+            ],
         )
         .await;
     assert!(ok.redirects_to("/settings/account/password"), "{:?}", ok.flash());
     assert_eq!(here.get("/").await.status, StatusCode::OK, "this session goes on");
-    assert_eq!(elsewhere.get("/").await.status, StatusCode::SEE_OTHER, "the other one ended");
-    assert_eq!(app.client().login("alice", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        elsewhere.get("/").await.status,
+        StatusCode::SEE_OTHER,
+        "the other one ended"
+    );
+    assert_eq!(
+        app.client().login("alice", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert!(app.client().login("alice", new).await.redirects_to("/"));
 }

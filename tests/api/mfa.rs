@@ -28,7 +28,10 @@ async fn the_whole_journey() {
     // The QR code, decoded by a real decoder, is exactly the otpauth URI, and
     // its secret is the one shown as text.
     let grouped = setup.text_of("mfa-secret").unwrap();
-    assert!(grouped.split(' ').all(|g| g.len() == 4) && grouped.split(' ').count() == 8, "{grouped}");
+    assert!(
+        grouped.split(' ').all(|g| g.len() == 4) && grouped.split(' ').count() == 8,
+        "{grouped}"
+    );
     let secret = grouped.replace(' ', "");
     let svg = svg_with_id(&setup.body, "mfa-qr").expect("inline SVG QR code");
     let uri = decode_qr(&svg, app.dir.path());
@@ -38,7 +41,10 @@ async fn the_whole_journey() {
             "otpauth://totp/Latchkey%20Test:alice?secret={secret}&issuer=Latchkey%20Test&algorithm=SHA1&digits=6&period=30"
         )
     );
-    assert!(decode(&setup.body).contains(&format!("href=\"{uri}\"")), "the same URI is offered as a link");
+    assert!(
+        decode(&setup.body).contains(&format!("href=\"{uri}\"")),
+        "the same URI is offered as a link"
+    );
     assert_eq!(setup.body.matches("id=\"mfa-confirm\"").count(), 1);
 
     // Confirm with the current code → recovery codes, shown once.
@@ -47,9 +53,14 @@ async fn the_whole_journey() {
     assert_eq!(shown.status, StatusCode::OK);
     let codes = list_items(&shown.body, "recovery-codes");
     assert_eq!(codes.len(), 10);
+    let href = attr_after(&shown.body, "href=\"data:text/plain;charset=utf-8,").expect("download link");
+    let txt = percent_encoding::percent_decode_str(&href)
+        .decode_utf8()
+        .unwrap()
+        .to_string();
     for rc in &codes {
         assert_eq!(rc.len(), 17, "{rc}");
-        assert!(shown.body.contains(&format!("{rc}%0A")), "the .txt download holds {rc}");
+        assert!(txt.lines().any(|l| l == rc), "the .txt download holds {rc}");
     }
     assert!(shown.body.contains("download=\"latchkey-recovery-codes.txt\""));
     let done = c.post("/settings/account/mfa/recovery-codes/copied", &[]).await;
@@ -84,9 +95,17 @@ async fn the_whole_journey() {
     assert_eq!(confirm.status, StatusCode::OK);
     assert!(confirm.body.contains("id=\"mfa-disable-confirm\""));
     next_step(&app);
-    let off = c3.post("/settings/account/mfa/disable", &[("code", &oathtool(&secret, app.clock.now()))]).await;
+    let off = c3
+        .post(
+            "/settings/account/mfa/disable",
+            &[("code", &oathtool(&secret, app.clock.now()))],
+        )
+        .await;
     assert!(off.redirects_to("/settings/account/mfa"), "{:?}", off.flash());
-    assert_eq!(c3.get("/settings/account/mfa").await.text_of("mfa-status").as_deref(), Some("Disabled"));
+    assert_eq!(
+        c3.get("/settings/account/mfa").await.text_of("mfa-status").as_deref(),
+        Some("Disabled")
+    );
     c3.post("/logout", &[]).await;
 
     // Password alone is enough again.
@@ -123,15 +142,35 @@ async fn an_abandoned_enrolment_expires_and_enable_starts_afresh() {
     let app = TestApp::spawn().await;
     app.create_user("alice", false).await;
     let c = signed_in(&app, "alice").await;
-    let first = c.post("/settings/account/mfa/enable", &[]).await.text_of("mfa-secret").unwrap().replace(' ', "");
-    let second = c.post("/settings/account/mfa/enable", &[]).await.text_of("mfa-secret").unwrap().replace(' ', "");
+    let first = c
+        .post("/settings/account/mfa/enable", &[])
+        .await
+        .text_of("mfa-secret")
+        .unwrap()
+        .replace(' ', "");
+    let second = c
+        .post("/settings/account/mfa/enable", &[])
+        .await
+        .text_of("mfa-secret")
+        .unwrap()
+        .replace(' ', "");
     assert_ne!(first, second, "Enable replaces the pending secret");
     // The replaced secret no longer confirms.
-    let p = c.post("/settings/account/mfa/confirm", &[("code", &oathtool(&first, app.clock.now()))]).await;
+    let p = c
+        .post(
+            "/settings/account/mfa/confirm",
+            &[("code", &oathtool(&first, app.clock.now()))],
+        )
+        .await;
     assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     app.clock.advance(11 * 60);
-    let late = c.post("/settings/account/mfa/confirm", &[("code", &oathtool(&second, app.clock.now()))]).await;
+    let late = c
+        .post(
+            "/settings/account/mfa/confirm",
+            &[("code", &oathtool(&second, app.clock.now()))],
+        )
+        .await;
     assert!(late.redirects_to("/settings/account/mfa"));
     let tab = c.get("/settings/account/mfa").await;
     assert!(tab.flash().unwrap().contains("expired"));
@@ -179,9 +218,17 @@ async fn code_parsing_is_strict_but_accepts_spaces_and_dashes() {
         assert!(p.flash().unwrap().contains("6-digit code"), "{bad:?}");
     }
     let huge = "1".repeat(1 << 20);
-    assert_eq!(c.post("/login/two-factor", &[("code", &huge)]).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        c.post("/login/two-factor", &[("code", &huge)]).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     let token = c.csrf().await;
-    let twice = c.post_raw("/login/two-factor", &[("code", "123456"), ("code", "654321"), ("csrf_token", &token)]).await;
+    let twice = c
+        .post_raw(
+            "/login/two-factor",
+            &[("code", "123456"), ("code", "654321"), ("csrf_token", &token)],
+        )
+        .await;
     assert_eq!(twice.status, StatusCode::BAD_REQUEST);
     assert!(twice.body.contains("more than once"));
     // None of that ended the pending login or counted as a wrong code.
@@ -203,7 +250,13 @@ async fn a_pending_login_reaches_nothing_else() {
     let e = enrol(&app, signed_in(&app, "alice").await).await;
     let c = app.client();
     assert!(c.login("alice", PASSWORD).await.redirects_to("/login/two-factor"));
-    for path in ["/", "/settings", "/settings/account", "/settings/account/mfa", "/settings/account/mfa/disable"] {
+    for path in [
+        "/",
+        "/settings",
+        "/settings/account",
+        "/settings/account/mfa",
+        "/settings/account/mfa/disable",
+    ] {
         let p = c.get(path).await;
         assert_eq!(p.status, StatusCode::SEE_OTHER, "{path}");
         assert!(p.location.unwrap().starts_with("/login"), "{path}");
@@ -229,11 +282,26 @@ async fn a_pending_login_dies_after_five_wrong_codes_or_five_minutes() {
     let c = app.client();
     assert!(c.login("alice", PASSWORD).await.redirects_to("/login/two-factor"));
     for _ in 0..4 {
-        assert_eq!(c.post("/login/two-factor", &[("code", &wrong_code(&e.secret, app.clock.now()))]).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            c.post(
+                "/login/two-factor",
+                &[("code", &wrong_code(&e.secret, app.clock.now()))]
+            )
+            .await
+            .status,
+            StatusCode::UNAUTHORIZED
+        );
     }
-    let fifth = c.post("/login/two-factor", &[("code", &wrong_code(&e.secret, app.clock.now()))]).await;
+    let fifth = c
+        .post(
+            "/login/two-factor",
+            &[("code", &wrong_code(&e.secret, app.clock.now()))],
+        )
+        .await;
     assert!(fifth.redirects_to("/login"));
-    let p = c.post("/login/two-factor", &[("code", &oathtool(&e.secret, app.clock.now()))]).await;
+    let p = c
+        .post("/login/two-factor", &[("code", &oathtool(&e.secret, app.clock.now()))])
+        .await;
     assert!(p.redirects_to("/login"), "the pending state is gone");
     assert!(c.get("/").await.location.unwrap().starts_with("/login"));
 
@@ -242,7 +310,9 @@ async fn a_pending_login_dies_after_five_wrong_codes_or_five_minutes() {
     let c = app.client();
     assert!(c.login("alice", PASSWORD).await.redirects_to("/login/two-factor"));
     app.clock.advance(5 * 60 + 1);
-    let p = c.post("/login/two-factor", &[("code", &oathtool(&e.secret, app.clock.now()))]).await;
+    let p = c
+        .post("/login/two-factor", &[("code", &oathtool(&e.secret, app.clock.now()))])
+        .await;
     assert!(p.redirects_to("/login"));
     assert!(c.get("/login").await.flash().unwrap().contains("took too long"));
 }
@@ -259,7 +329,15 @@ async fn failures_lock_the_account_across_sessions() {
     assert!(b.login("alice", PASSWORD).await.redirects_to("/login/two-factor"));
     for i in 0..5 {
         let who = if i % 2 == 0 { &a } else { &b };
-        assert_eq!(who.post("/login/two-factor", &[("code", &wrong_code(&e.secret, app.clock.now()))]).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            who.post(
+                "/login/two-factor",
+                &[("code", &wrong_code(&e.secret, app.clock.now()))]
+            )
+            .await
+            .status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     // Even the right code waits now, in either session.
     let good = oathtool(&e.secret, app.clock.now());
@@ -270,7 +348,9 @@ async fn failures_lock_the_account_across_sessions() {
     assert!(app.events(uid).await.contains(&"second_factor_locked".to_string()));
 
     app.clock.advance(31);
-    let p = b.post("/login/two-factor", &[("code", &oathtool(&e.secret, app.clock.now()))]).await;
+    let p = b
+        .post("/login/two-factor", &[("code", &oathtool(&e.secret, app.clock.now()))])
+        .await;
     assert!(p.redirects_to("/"), "{} {:?}", p.status, p.flash());
 }
 
@@ -303,9 +383,16 @@ async fn regenerating_kills_the_old_set_and_needs_a_fresh_password() {
     assert_eq!(prompt.status, StatusCode::OK);
     assert!(prompt.body.contains("Confirm your password"));
     assert!(list_items(&prompt.body, "recovery-codes").is_empty());
-    let wrong = c.post("/settings/account/mfa/recovery-codes", &[("password", "wrong password")]).await;
+    let wrong = c
+        .post(
+            "/settings/account/mfa/recovery-codes",
+            &[("password", "wrong password")],
+        )
+        .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    let fresh = c.post("/settings/account/mfa/recovery-codes", &[("password", PASSWORD)]).await;
+    let fresh = c
+        .post("/settings/account/mfa/recovery-codes", &[("password", PASSWORD)])
+        .await;
     assert_eq!(fresh.status, StatusCode::OK);
     let new_codes = list_items(&fresh.body, "recovery-codes");
     assert_eq!(new_codes.len(), 10);
@@ -316,7 +403,11 @@ async fn regenerating_kills_the_old_set_and_needs_a_fresh_password() {
     let (_, p) = login_with_code(&app, "alice", &new_codes[1]).await;
     assert!(p.redirects_to("/"));
     let uid = app.user("alice").await.id;
-    assert!(app.events(uid).await.contains(&"recovery_codes_regenerated".to_string()));
+    assert!(
+        app.events(uid)
+            .await
+            .contains(&"recovery_codes_regenerated".to_string())
+    );
 }
 
 #[tokio::test]
@@ -336,9 +427,18 @@ async fn enabling_needs_a_fresh_password_and_continues_after_it() {
     app.clock.advance(11 * 60);
     let p = e.client.get("/settings/account/mfa/disable").await;
     assert!(p.body.contains("Confirm your password") && !p.body.contains("mfa-disable-confirm"));
-    let p = e.client.post("/settings/account/mfa/disable", &[("password", PASSWORD)]).await;
+    let p = e
+        .client
+        .post("/settings/account/mfa/disable", &[("password", PASSWORD)])
+        .await;
     assert!(p.redirects_to("/settings/account/mfa/disable"));
-    assert!(e.client.get("/settings/account/mfa/disable").await.body.contains("mfa-disable-confirm"));
+    assert!(
+        e.client
+            .get("/settings/account/mfa/disable")
+            .await
+            .body
+            .contains("mfa-disable-confirm")
+    );
 }
 
 #[tokio::test]
@@ -352,16 +452,28 @@ async fn disable_needs_a_code_and_then_removes_everything() {
 
     let p = e.client.post("/settings/account/mfa/disable", &[]).await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
-    let p = e.client.post("/settings/account/mfa/disable", &[("code", &wrong_code(&e.secret, app.clock.now()))]).await;
+    let p = e
+        .client
+        .post(
+            "/settings/account/mfa/disable",
+            &[("code", &wrong_code(&e.secret, app.clock.now()))],
+        )
+        .await;
     assert_eq!(p.status, StatusCode::UNAUTHORIZED);
     assert!(app.user("alice").await.mfa_enabled());
 
-    let p = e.client.post("/settings/account/mfa/disable", &[("code", &e.codes[9])]).await;
+    let p = e
+        .client
+        .post("/settings/account/mfa/disable", &[("code", &e.codes[9])])
+        .await;
     assert!(p.redirects_to("/settings/account/mfa"));
     let user = app.user("alice").await;
     assert!(!user.mfa_enabled() && user.totp_last_step.is_none());
     assert_eq!(app.count("recovery_codes").await, 0);
-    assert!(other.get("/").await.location.unwrap().starts_with("/login"), "other session ended");
+    assert!(
+        other.get("/").await.location.unwrap().starts_with("/login"),
+        "other session ended"
+    );
     assert_eq!(e.client.get("/").await.status, StatusCode::OK, "this one goes on");
 
     // Enabling again gives a new secret.
@@ -374,7 +486,9 @@ async fn csrf_guards_every_mfa_action() {
     let app = TestApp::spawn().await;
     app.create_user("alice", false).await;
     let c = signed_in(&app, "alice").await;
-    let p = c.post_raw("/settings/account/mfa/enable", &[("csrf_token", "forged")]).await;
+    let p = c
+        .post_raw("/settings/account/mfa/enable", &[("csrf_token", "forged")])
+        .await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     assert_eq!(app.count("mfa_enrolments").await, 0);
 
@@ -386,9 +500,15 @@ async fn csrf_guards_every_mfa_action() {
     assert!(!app.user("alice").await.mfa_enabled());
 
     let e = enrol(&app, c).await;
-    let p = e.client.post_raw("/settings/account/mfa/recovery-codes", &[("csrf_token", "")]).await;
+    let p = e
+        .client
+        .post_raw("/settings/account/mfa/recovery-codes", &[("csrf_token", "")])
+        .await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
-    let p = e.client.post_raw("/settings/account/mfa/disable", &[("code", &e.codes[0])]).await;
+    let p = e
+        .client
+        .post_raw("/settings/account/mfa/disable", &[("code", &e.codes[0])])
+        .await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     assert!(app.user("alice").await.mfa_enabled());
     assert_eq!(app.count("recovery_codes").await, 10);
@@ -413,9 +533,15 @@ async fn the_database_holds_no_plaintext_secret_or_recovery_code() {
         let raw = std::fs::read(&f).unwrap();
         let text = String::from_utf8_lossy(&raw);
         assert!(!text.contains(&e.secret), "{f:?} holds the Base32 secret");
-        assert!(!raw.windows(secret_bytes.len()).any(|w| w == secret_bytes), "{f:?} holds the raw secret");
+        assert!(
+            !raw.windows(secret_bytes.len()).any(|w| w == secret_bytes),
+            "{f:?} holds the raw secret"
+        );
         for code in &e.codes {
-            assert!(!text.contains(code.as_str()) && !text.contains(&code.replace('-', "")), "{f:?} holds {code}");
+            assert!(
+                !text.contains(code.as_str()) && !text.contains(&code.replace('-', "")),
+                "{f:?} holds {code}"
+            );
         }
     }
 }

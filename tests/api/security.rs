@@ -6,7 +6,10 @@ fn assert_security_headers(resp: &reqwest::Response) {
     let h = resp.headers();
     let csp = h["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "same-origin");
 }
@@ -43,7 +46,12 @@ async fn static_assets_are_versioned_and_cached() {
     assert!(href.starts_with("/static/") && href.ends_with("/style.css"), "{href}");
     let resp = c.http.get(c.url(&href)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(resp.headers()["cache-control"].to_str().unwrap().contains("max-age=31536000"));
+    assert!(
+        resp.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=31536000")
+    );
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
     assert_eq!(c.get("/static/0000/style.css").await.status, StatusCode::NOT_FOUND);
     // No inline script or style anywhere on the page.
@@ -70,22 +78,35 @@ async fn csrf_token_is_required_and_nothing_changes_without_it() {
     // Login: missing token, wrong token, a token from another browser.
     let c = app.client();
     let _ = c.get("/login").await;
-    let missing = c.post_raw("/login", &[("username", "alice"), ("password", PASSWORD)]).await;
+    let missing = c
+        .post_raw("/login", &[("username", "alice"), ("password", PASSWORD)])
+        .await;
     assert_eq!(missing.status, StatusCode::FORBIDDEN);
-    let wrong =
-        c.post_raw("/login", &[("username", "alice"), ("password", PASSWORD), ("csrf_token", "AAAA")]).await;
+    let wrong = c
+        .post_raw(
+            "/login",
+            &[("username", "alice"), ("password", PASSWORD), ("csrf_token", "AAAA")],
+        )
+        .await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     let other = app.client();
     let foreign = other.csrf().await;
-    let stolen =
-        c.post_raw("/login", &[("username", "alice"), ("password", PASSWORD), ("csrf_token", &foreign)]).await;
+    let stolen = c
+        .post_raw(
+            "/login",
+            &[("username", "alice"), ("password", PASSWORD), ("csrf_token", &foreign)],
+        )
+        .await;
     assert_eq!(stolen.status, StatusCode::FORBIDDEN);
     assert!(c.get("/").await.redirects_to("/login?next=%2F"), "not signed in");
 
     // A first request with no cookie at all cannot carry a right token.
     let fresh = app.client();
     let p = fresh
-        .post_raw("/login", &[("username", "alice"), ("password", PASSWORD), ("csrf_token", &foreign)])
+        .post_raw(
+            "/login",
+            &[("username", "alice"), ("password", PASSWORD), ("csrf_token", &foreign)],
+        )
         .await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
 
@@ -105,7 +126,10 @@ async fn csrf_token_is_required_and_nothing_changes_without_it() {
         .await;
     assert_eq!(change.status, StatusCode::FORBIDDEN);
     assert_eq!(s.get("/").await.status, StatusCode::OK, "still signed in");
-    assert!(app.client().login("alice", PASSWORD).await.redirects_to("/"), "password unchanged");
+    assert!(
+        app.client().login("alice", PASSWORD).await.redirects_to("/"),
+        "password unchanged"
+    );
 }
 
 #[tokio::test]
@@ -114,9 +138,24 @@ async fn cross_site_posts_are_refused_even_with_a_token() {
     app.create_user("alice", false).await;
     let c = app.client();
     let token = c.csrf().await;
-    let form = [("username", "alice"), ("password", PASSWORD), ("csrf_token", token.as_str())];
-    for (name, value) in [("origin", "http://evil.example"), ("origin", "null"), ("sec-fetch-site", "cross-site")] {
-        let resp = c.http.post(c.url("/login")).header(name, value).form(&form).send().await.unwrap();
+    let form = [
+        ("username", "alice"),
+        ("password", PASSWORD),
+        ("csrf_token", token.as_str()),
+    ];
+    for (name, value) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let resp = c
+            .http
+            .post(c.url("/login"))
+            .header(name, value)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{name}: {value}");
     }
     // The browser's own origin is fine.
@@ -138,7 +177,11 @@ async fn no_state_changes_on_get() {
     let app = TestApp::spawn().await;
     app.create_user("alice", false).await;
     let c = signed_in(&app, "alice").await;
-    for path in ["/logout", "/settings/account/mfa/enable", "/settings/account/mfa/recovery-codes"] {
+    for path in [
+        "/logout",
+        "/settings/account/mfa/enable",
+        "/settings/account/mfa/recovery-codes",
+    ] {
         let p = c.get(path).await;
         assert!(matches!(p.status.as_u16(), 404 | 405), "{path}: {}", p.status);
         assert!(p.body.contains("role=\"alert\""), "a real page: {path}");

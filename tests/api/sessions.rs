@@ -23,8 +23,16 @@ async fn logout_ends_the_session_on_the_server() {
     assert!(c.get("/").await.redirects_to("/login?next=%2F"));
 
     // Someone who copied the cookie before logout gets nothing.
-    let replay = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let resp = replay.get(format!("{}/", app.base)).header("cookie", stolen).send().await.unwrap();
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = replay
+        .get(format!("{}/", app.base))
+        .header("cookie", stolen)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()["location"], "/login?next=%2F");
     let uid = app.user("alice").await.id;
@@ -92,19 +100,30 @@ async fn cookies_have_the_right_attributes() {
         .send()
         .await
         .unwrap();
-    let cookies: Vec<String> =
-        resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
-    let session = cookies.iter().find(|c| c.starts_with("latchkey_session=")).expect("session cookie");
+    let cookies: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("latchkey_session="))
+        .expect("session cookie");
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(session.contains(attr), "{session}");
     }
     assert!(!session.contains("Secure"), "plain http: no Secure");
-    assert!(!session.contains("Max-Age") && !session.contains("Expires"), "a browser-session cookie");
+    assert!(
+        !session.contains("Max-Age") && !session.contains("Expires"),
+        "a browser-session cookie"
+    );
 }
 
 #[tokio::test]
 async fn https_public_url_gives_host_prefixed_secure_cookies() {
-    let app = TestApp::spawn_with(|c| c.public_url = Some(PublicUrl::parse("https://login.example.com").unwrap())).await;
+    let app =
+        TestApp::spawn_with(|c| c.public_url = Some(PublicUrl::parse("https://login.example.com").unwrap())).await;
     let resp = reqwest::get(format!("{}/login", app.base)).await.unwrap();
     let csrf = resp.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(csrf.starts_with("__Host-latchkey_csrf="), "{csrf}");

@@ -17,9 +17,21 @@ async fn setup_link_creates_the_first_admin_once() {
     let form = c.get(&path).await;
     assert_eq!(form.status, StatusCode::OK);
     let created = c
-        .post(&path, &[("username", "Root"), ("password", PASSWORD), ("password_confirm", PASSWORD)])
+        .post(
+            &path,
+            &[
+                ("username", "Root"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
         .await;
-    assert!(created.redirects_to("/login"), "{} {:?}", created.status, created.flash());
+    assert!(
+        created.redirects_to("/login"),
+        "{} {:?}",
+        created.status,
+        created.flash()
+    );
     let admin = app.user("root").await;
     assert!(admin.is_admin);
     assert!(app.events(admin.id).await.contains(&"setup_completed".to_string()));
@@ -29,7 +41,14 @@ async fn setup_link_creates_the_first_admin_once() {
     let again = app.client();
     let _ = again.get("/login").await;
     let second = again
-        .post(&path, &[("username", "mallory"), ("password", PASSWORD), ("password_confirm", PASSWORD)])
+        .post(
+            &path,
+            &[
+                ("username", "mallory"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(second.status, StatusCode::GONE);
     assert_eq!(app.count("users").await, 1);
@@ -51,7 +70,12 @@ async fn setup_validates_and_changes_nothing_on_mistakes() {
         ("bad name", PASSWORD, PASSWORD),
         ("", PASSWORD, PASSWORD),
     ] {
-        let p = c.post(&path, &[("username", user), ("password", pw), ("password_confirm", confirm)]).await;
+        let p = c
+            .post(
+                &path,
+                &[("username", user), ("password", pw), ("password_confirm", confirm)],
+            )
+            .await;
         assert_eq!(p.status, StatusCode::BAD_REQUEST, "{user:?}");
         assert!(p.flash().is_some());
     }
@@ -76,7 +100,14 @@ async fn a_wrong_token_or_concurrent_use_wins_nothing() {
             let _ = client.get(&path).await;
             let name = format!("admin{i}");
             client
-                .post(&path, &[("username", &name), ("password", PASSWORD), ("password_confirm", PASSWORD)])
+                .post(
+                    &path,
+                    &[
+                        ("username", &name),
+                        ("password", PASSWORD),
+                        ("password_confirm", PASSWORD),
+                    ],
+                )
                 .await
                 .status
         }));
@@ -84,7 +115,10 @@ async fn a_wrong_token_or_concurrent_use_wins_nothing() {
     let mut won = 0;
     for t in tasks {
         let status = t.await.unwrap();
-        assert!(status == StatusCode::SEE_OTHER || status == StatusCode::GONE, "{status}");
+        assert!(
+            status == StatusCode::SEE_OTHER || status == StatusCode::GONE,
+            "{status}"
+        );
         won += usize::from(status == StatusCode::SEE_OTHER);
     }
     assert_eq!(won, 1);

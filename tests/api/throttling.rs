@@ -8,7 +8,10 @@ async fn wrong_passwords_throttle_across_sessions() {
     app.create_user("alice", false).await;
     let a = app.client();
     for _ in 0..5 {
-        assert_eq!(a.login("alice", "wrong password").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            a.login("alice", "wrong password").await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     // A second, separate session from the same address is throttled too —
     // even with the right password. The count lives in the database.

@@ -35,7 +35,13 @@ pub async fn settings(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, Ap
 }
 
 pub async fn profile(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, AppError> {
-    let page = Page::new(&req, &me.session, Some(&me.user), Nav::AccountSettings, "My account settings");
+    let page = Page::new(
+        &req,
+        &me.session,
+        Some(&me.user),
+        Nav::AccountSettings,
+        "My account settings",
+    );
     ok(&ProfilePage {
         page,
         tab: Tab::Profile,
@@ -47,8 +53,17 @@ pub async fn profile(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, App
 }
 
 pub async fn password_form(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, AppError> {
-    let page = Page::new(&req, &me.session, Some(&me.user), Nav::AccountSettings, "Change password");
-    ok(&PasswordPage { page, tab: Tab::Password })
+    let page = Page::new(
+        &req,
+        &me.session,
+        Some(&me.user),
+        Nav::AccountSettings,
+        "Change password",
+    );
+    ok(&PasswordPage {
+        page,
+        tab: Tab::Password,
+    })
 }
 
 #[derive(Deserialize)]
@@ -60,15 +75,27 @@ pub struct PasswordForm {
 }
 
 pub async fn change_password(
+    Protected(form): Protected<PasswordForm>,
     req: HttpRequest,
     me: SignedIn,
     state: web::Data<AppState>,
-    Protected(form): Protected<PasswordForm>,
 ) -> Result<HttpResponse, AppError> {
     let again = |status: StatusCode, message: String| {
-        let page = Page::new(&req, &me.session, Some(&me.user), Nav::AccountSettings, "Change password")
-            .with_flash(Flash::error(message));
-        render(status, &PasswordPage { page, tab: Tab::Password })
+        let page = Page::new(
+            &req,
+            &me.session,
+            Some(&me.user),
+            Nav::AccountSettings,
+            "Change password",
+        )
+        .with_flash(Flash::error(message));
+        render(
+            status,
+            &PasswordPage {
+                page,
+                tab: Tab::Password,
+            },
+        )
     };
     if form.current_password.len() > password::MAX_LEN {
         return again(StatusCode::BAD_REQUEST, "Your current password is not correct.".into());
@@ -81,9 +108,21 @@ pub async fn change_password(
     }
     let client = Client::of(&req);
     let account = me.user.username.clone();
-    match check_password(&state, &account, Some(&me.user), form.current_password, &client, Kind::SudoFailed).await? {
+    match check_password(
+        &state,
+        &account,
+        Some(&me.user),
+        form.current_password,
+        &client,
+        Kind::SudoFailed,
+    )
+    .await?
+    {
         PasswordCheck::Throttled(wait) => {
-            return Err(AppError::Throttled { retry_after: wait, message: "Too many incorrect passwords.".into() });
+            return Err(AppError::Throttled {
+                retry_after: wait,
+                message: "Too many incorrect passwords.".into(),
+            });
         }
         PasswordCheck::Wrong => return again(StatusCode::UNAUTHORIZED, "Your current password is not correct.".into()),
         PasswordCheck::Correct => {}
@@ -109,7 +148,8 @@ pub async fn change_password(
         .await?;
     me.session.renew();
     let _ = me.session.insert(keys::PASSWORD_AT, now);
-    me.session
-        .set_flash(Flash::success("Your password was changed. You were signed out everywhere else."));
+    me.session.set_flash(Flash::success(
+        "Your password was changed. You were signed out everywhere else.",
+    ));
     Ok(redirect("/settings/account/password"))
 }

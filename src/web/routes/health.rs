@@ -7,6 +7,8 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     if state.db.ping().await {
         HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok")
     } else {
-        HttpResponse::ServiceUnavailable().content_type("text/plain; charset=utf-8").body("database unavailable")
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body("database unavailable")
     }
 }

@@ -26,13 +26,19 @@ pub struct NextQuery {
 
 pub async fn form(req: HttpRequest, session: Session, query: web::Query<NextQuery>) -> Result<HttpResponse, AppError> {
     if session.stage() == Some(Stage::SignedIn) {
-        return Ok(redirect(&safe_next(query.next.as_deref()).unwrap_or_else(|| "/".into())));
+        return Ok(redirect(
+            &safe_next(query.next.as_deref()).unwrap_or_else(|| "/".into()),
+        ));
     }
     let mut page = Page::new(&req, &session, None, Nav::None, "Sign in");
     if query.signed_out.is_some() && page.flash.is_none() {
         page = page.with_flash(Flash::success("You have been signed out."));
     }
-    ok(&LoginPage { page, username: String::new(), next: safe_next(query.next.as_deref()) })
+    ok(&LoginPage {
+        page,
+        username: String::new(),
+        next: safe_next(query.next.as_deref()),
+    })
 }
 
 #[derive(Deserialize)]
@@ -44,21 +50,32 @@ pub struct LoginForm {
 }
 
 pub async fn submit(
+    Protected(form): Protected<LoginForm>,
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
-    Protected(form): Protected<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_next(form.next.as_deref());
     let again = |status: StatusCode, message: &str, username: &str| {
         let page = Page::new(&req, &session, None, Nav::None, "Sign in").with_flash(Flash::error(message));
-        render(status, &LoginPage { page, username: username.to_string(), next: next.clone() })
+        render(
+            status,
+            &LoginPage {
+                page,
+                username: username.to_string(),
+                next: next.clone(),
+            },
+        )
     };
     if form.username.len() > username::MAX_LEN * 4 || form.password.len() > password::MAX_LEN {
         return again(StatusCode::BAD_REQUEST, "That username or password is too long.", "");
     }
     if form.username.trim().is_empty() || form.password.is_empty() {
-        return again(StatusCode::BAD_REQUEST, "Enter your username and password.", form.username.trim());
+        return again(
+            StatusCode::BAD_REQUEST,
+            "Enter your username and password.",
+            form.username.trim(),
+        );
     }
     let client = Client::of(&req);
     // The throttling key is the name as typed (normalised), whether or not
@@ -68,7 +85,16 @@ pub async fn submit(
         Ok(name) => state.db.run(move |c| users::find_by_name(c, name.as_str())).await?,
         Err(_) => None,
     };
-    match check_password(&state, &account, user.as_ref(), form.password, &client, Kind::LoginFailed).await? {
+    match check_password(
+        &state,
+        &account,
+        user.as_ref(),
+        form.password,
+        &client,
+        Kind::LoginFailed,
+    )
+    .await?
+    {
         PasswordCheck::Throttled(wait) => Err(AppError::Throttled {
             retry_after: wait,
             message: "Too many sign-in attempts for this account or from your network.".into(),
@@ -101,10 +127,10 @@ pub async fn submit(
 pub struct LogoutForm {}
 
 pub async fn logout(
+    Protected(_form): Protected<LogoutForm>,
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
-    Protected(_form): Protected<LogoutForm>,
 ) -> Result<HttpResponse, AppError> {
     if let Some(uid) = session.user_id() {
         let mut event = Client::of(&req).event(Kind::LoggedOut, None);

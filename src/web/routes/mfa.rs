@@ -40,7 +40,11 @@ pub async fn tab(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> 
         page: page(&req, &me),
         tab: Tab::Mfa,
         enabled: me.user.mfa_enabled(),
-        enabled_since: me.user.totp_enabled_at.filter(|_| me.user.mfa_enabled()).map(format_time),
+        enabled_since: me
+            .user
+            .totp_enabled_at
+            .filter(|_| me.user.mfa_enabled())
+            .map(format_time),
         recovery_codes_left: left,
     })
 }
@@ -65,24 +69,49 @@ async fn require_sudo(
         if let Some(f) = flash {
             p = p.with_flash(f);
         }
-        render(status, &SudoPage { page: p, tab: Tab::Mfa, action: action.to_string(), purpose }).map(Some)
+        render(
+            status,
+            &SudoPage {
+                page: p,
+                tab: Tab::Mfa,
+                action: action.to_string(),
+                purpose,
+            },
+        )
+        .map(Some)
     };
     let Some(password) = password else {
         return prompt(StatusCode::OK, None);
     };
     if password.len() > password::MAX_LEN {
-        return prompt(StatusCode::BAD_REQUEST, Some(Flash::error("That password is not correct.")));
+        return prompt(
+            StatusCode::BAD_REQUEST,
+            Some(Flash::error("That password is not correct.")),
+        );
     }
     let client = Client::of(req);
-    match check_password(state, &me.user.username, Some(&me.user), password, &client, Kind::SudoFailed).await? {
+    match check_password(
+        state,
+        &me.user.username,
+        Some(&me.user),
+        password,
+        &client,
+        Kind::SudoFailed,
+    )
+    .await?
+    {
         PasswordCheck::Correct => {
             let _ = me.session.insert(keys::PASSWORD_AT, now);
             Ok(None)
         }
-        PasswordCheck::Wrong => prompt(StatusCode::UNAUTHORIZED, Some(Flash::error("That password is not correct."))),
-        PasswordCheck::Throttled(wait) => {
-            Err(AppError::Throttled { retry_after: wait, message: "Too many incorrect passwords.".into() })
-        }
+        PasswordCheck::Wrong => prompt(
+            StatusCode::UNAUTHORIZED,
+            Some(Flash::error("That password is not correct.")),
+        ),
+        PasswordCheck::Throttled(wait) => Err(AppError::Throttled {
+            retry_after: wait,
+            message: "Too many incorrect passwords.".into(),
+        }),
     }
 }
 
@@ -94,18 +123,25 @@ pub struct SudoForm {
 
 /// `POST …/enable`: a fresh secret (replacing any pending one), then the setup page.
 pub async fn enable(
+    Protected(form): Protected<SudoForm>,
     req: HttpRequest,
     me: SignedIn,
     state: web::Data<AppState>,
-    Protected(form): Protected<SudoForm>,
 ) -> Result<HttpResponse, AppError> {
     if me.user.mfa_enabled() {
-        me.session.set_flash(Flash::info("Two-factor authentication is already on."));
+        me.session
+            .set_flash(Flash::info("Two-factor authentication is already on."));
         return Ok(redirect(TAB));
     }
-    if let Some(prompt) =
-        require_sudo(&req, &me, &state, form.password, "/settings/account/mfa/enable", "turn on two-factor authentication")
-            .await?
+    if let Some(prompt) = require_sudo(
+        &req,
+        &me,
+        &state,
+        form.password,
+        "/settings/account/mfa/enable",
+        "turn on two-factor authentication",
+    )
+    .await?
     {
         return Ok(prompt);
     }
@@ -127,8 +163,12 @@ fn setup_page(
     flash: Option<Flash>,
 ) -> Result<HttpResponse, AppError> {
     let uri = totp::otpauth_uri(&state.issuer, &me.user.username, secret);
-    let qr_svg = qr::svg(&uri, "mfa-qr", "QR code with your two-factor secret: scan it with your authenticator app")
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("otpauth URI too long for a QR code")))?;
+    let qr_svg = qr::svg(
+        &uri,
+        "mfa-qr",
+        "QR code with your two-factor secret: scan it with your authenticator app",
+    )
+    .ok_or_else(|| AppError::internal(anyhow::anyhow!("otpauth URI too long for a QR code")))?;
     let mut p = page(req, me);
     if let Some(f) = flash {
         p = p.with_flash(f);
@@ -155,13 +195,14 @@ pub struct ConfirmForm {
 /// `POST …/confirm`: a correct code from the pending secret turns 2FA on and
 /// shows the recovery codes, once.
 pub async fn confirm(
+    Protected(form): Protected<ConfirmForm>,
     req: HttpRequest,
     me: SignedIn,
     state: web::Data<AppState>,
-    Protected(form): Protected<ConfirmForm>,
 ) -> Result<HttpResponse, AppError> {
     if me.user.mfa_enabled() {
-        me.session.set_flash(Flash::info("Two-factor authentication is already on."));
+        me.session
+            .set_flash(Flash::info("Two-factor authentication is already on."));
         return Ok(redirect(TAB));
     }
     let now = state.clock.now();
@@ -173,13 +214,27 @@ pub async fn confirm(
         ));
         return Ok(redirect(TAB));
     };
-    let bytes = state.keys.open(&enrolment.secret_sealed, &secret_context(id)).map_err(AppError::internal)?;
+    let bytes = state
+        .keys
+        .open(&enrolment.secret_sealed, &secret_context(id))
+        .map_err(AppError::internal)?;
     let secret = TotpSecret::from_bytes(&bytes)
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("pending secret has the wrong length")))?;
     let retry = |status: StatusCode, message: &str| {
-        setup_page(&req, &me, &state, &secret, enrolment.created_at, status, Some(Flash::error(message)))
+        setup_page(
+            &req,
+            &me,
+            &state,
+            &secret,
+            enrolment.created_at,
+            status,
+            Some(Flash::error(message)),
+        )
     };
-    let code = match (form.code.len() <= MAX_CODE_INPUT).then(|| TotpCode::parse(&form.code)).flatten() {
+    let code = match (form.code.len() <= MAX_CODE_INPUT)
+        .then(|| TotpCode::parse(&form.code))
+        .flatten()
+    {
         Some(c) => c,
         None => {
             return retry(
@@ -209,7 +264,8 @@ pub async fn confirm(
     match outcome {
         ConfirmOutcome::Enabled => codes_page(&req, &me, &codes, true),
         ConfirmOutcome::AlreadyEnabled => {
-            me.session.set_flash(Flash::info("Two-factor authentication is already on."));
+            me.session
+                .set_flash(Flash::info("Two-factor authentication is already on."));
             Ok(redirect(TAB))
         }
         ConfirmOutcome::NoLongerPending => {
@@ -237,7 +293,13 @@ fn codes_page(
         "data:text/plain;charset=utf-8,{}",
         percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC)
     );
-    ok(&RecoveryCodesPage { page: page(req, me), tab: Tab::Mfa, codes: shown, download_href, first_time })
+    ok(&RecoveryCodesPage {
+        page: page(req, me),
+        tab: Tab::Mfa,
+        codes: shown,
+        download_href,
+        first_time,
+    })
 }
 
 #[derive(Deserialize)]
@@ -245,7 +307,7 @@ fn codes_page(
 pub struct PlainForm {}
 
 /// `POST …/recovery-codes/copied`: the user says they kept the codes.
-pub async fn codes_copied(me: SignedIn, Protected(_form): Protected<PlainForm>) -> Result<HttpResponse, AppError> {
+pub async fn codes_copied(Protected(_form): Protected<PlainForm>, me: SignedIn) -> Result<HttpResponse, AppError> {
     if me.user.mfa_enabled() {
         me.session.set_flash(Flash::success(
             "Two-factor authentication is on. From now on, signing in asks for a code from your app.",
@@ -256,13 +318,14 @@ pub async fn codes_copied(me: SignedIn, Protected(_form): Protected<PlainForm>) 
 
 /// `POST …/recovery-codes`: a new set; the old one stops working at once.
 pub async fn regenerate_codes(
+    Protected(form): Protected<SudoForm>,
     req: HttpRequest,
     me: SignedIn,
     state: web::Data<AppState>,
-    Protected(form): Protected<SudoForm>,
 ) -> Result<HttpResponse, AppError> {
     if !me.user.mfa_enabled() {
-        me.session.set_flash(Flash::error("Turn on two-factor authentication first."));
+        me.session
+            .set_flash(Flash::error("Turn on two-factor authentication first."));
         return Ok(redirect(TAB));
     }
     if let Some(prompt) = require_sudo(
@@ -293,25 +356,41 @@ pub async fn regenerate_codes(
         })
         .await?;
     if !replaced {
-        me.session.set_flash(Flash::error("Two-factor authentication is off, so there are no recovery codes."));
+        me.session.set_flash(Flash::error(
+            "Two-factor authentication is off, so there are no recovery codes.",
+        ));
         return Ok(redirect(TAB));
     }
     codes_page(&req, &me, &codes, false)
 }
 
 /// `GET …/disable`: the confirmation page (after the password, if stale).
-pub async fn disable_form(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+pub async fn disable_form(
+    req: HttpRequest,
+    me: SignedIn,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
     if !me.user.mfa_enabled() {
-        me.session.set_flash(Flash::info("Two-factor authentication is already off."));
+        me.session
+            .set_flash(Flash::info("Two-factor authentication is already off."));
         return Ok(redirect(TAB));
     }
-    if let Some(prompt) =
-        require_sudo(&req, &me, &state, None, "/settings/account/mfa/disable", "turn off two-factor authentication")
-            .await?
+    if let Some(prompt) = require_sudo(
+        &req,
+        &me,
+        &state,
+        None,
+        "/settings/account/mfa/disable",
+        "turn off two-factor authentication",
+    )
+    .await?
     {
         return Ok(prompt);
     }
-    ok(&MfaDisablePage { page: page(&req, &me), tab: Tab::Mfa })
+    ok(&MfaDisablePage {
+        page: page(&req, &me),
+        tab: Tab::Mfa,
+    })
 }
 
 #[derive(Deserialize)]
@@ -324,13 +403,14 @@ pub struct DisableForm {
 /// `POST …/disable`: with a current code, 2FA goes off, and so does every
 /// other session of the user.
 pub async fn disable(
+    Protected(form): Protected<DisableForm>,
     req: HttpRequest,
     me: SignedIn,
     state: web::Data<AppState>,
-    Protected(form): Protected<DisableForm>,
 ) -> Result<HttpResponse, AppError> {
     if !me.user.mfa_enabled() {
-        me.session.set_flash(Flash::info("Two-factor authentication is already off."));
+        me.session
+            .set_flash(Flash::info("Two-factor authentication is already off."));
         return Ok(redirect(TAB));
     }
     let action = "/settings/account/mfa/disable";
@@ -344,7 +424,13 @@ pub async fn disable(
         return Ok(redirect(action));
     }
     let again = |status: StatusCode, message: &str| {
-        render(status, &MfaDisablePage { page: page(&req, &me).with_flash(Flash::error(message)), tab: Tab::Mfa })
+        render(
+            status,
+            &MfaDisablePage {
+                page: page(&req, &me).with_flash(Flash::error(message)),
+                tab: Tab::Mfa,
+            },
+        )
     };
     let code = form.code.unwrap_or_default();
     if code.trim().is_empty() || code.len() > MAX_CODE_INPUT {
@@ -357,7 +443,10 @@ pub async fn disable(
     match check_second_factor(&state, &me.user, &code, &client).await? {
         FactorCheck::Totp | FactorCheck::Recovery => {}
         FactorCheck::Throttled(wait) => {
-            return Err(AppError::Throttled { retry_after: wait, message: "Too many incorrect codes.".into() });
+            return Err(AppError::Throttled {
+                retry_after: wait,
+                message: "Too many incorrect codes.".into(),
+            });
         }
         FactorCheck::Malformed => return again(StatusCode::BAD_REQUEST, factor_message(&FactorCheck::Malformed)),
         other => return again(StatusCode::UNAUTHORIZED, factor_message(&other)),
@@ -379,7 +468,9 @@ pub async fn disable(
         })
         .await?;
     if !disabled {
-        me.session.set_flash(Flash::info("Two-factor authentication had already been turned off or changed; nothing was done."));
+        me.session.set_flash(Flash::info(
+            "Two-factor authentication had already been turned off or changed; nothing was done.",
+        ));
         return Ok(redirect(TAB));
     }
     me.session.renew();

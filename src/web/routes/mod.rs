@@ -27,8 +27,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/settings/account/mfa", web::get().to(mfa::tab))
         .route("/settings/account/mfa/enable", web::post().to(mfa::enable))
         .route("/settings/account/mfa/confirm", web::post().to(mfa::confirm))
-        .route("/settings/account/mfa/recovery-codes/copied", web::post().to(mfa::codes_copied))
-        .route("/settings/account/mfa/recovery-codes", web::post().to(mfa::regenerate_codes))
+        .route(
+            "/settings/account/mfa/recovery-codes/copied",
+            web::post().to(mfa::codes_copied),
+        )
+        .route(
+            "/settings/account/mfa/recovery-codes",
+            web::post().to(mfa::regenerate_codes),
+        )
         .route("/settings/account/mfa/disable", web::get().to(mfa::disable_form))
         .route("/settings/account/mfa/disable", web::post().to(mfa::disable));
 }

@@ -37,7 +37,11 @@ pub async fn form(
         return Err(spent());
     }
     let page = Page::new(&req, &session, None, Nav::None, "Create the administrator");
-    ok(&SetupPage { page, token, username: String::new() })
+    ok(&SetupPage {
+        page,
+        token,
+        username: String::new(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -49,17 +53,25 @@ pub struct SetupForm {
 }
 
 pub async fn submit(
+    Protected(form): Protected<SetupForm>,
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    Protected(form): Protected<SetupForm>,
 ) -> Result<HttpResponse, AppError> {
     let token = path.into_inner();
     let h = token_hash(&token);
     let again = |message: String, username: &str| {
-        let page = Page::new(&req, &session, None, Nav::None, "Create the administrator").with_flash(Flash::error(message));
-        render(StatusCode::BAD_REQUEST, &SetupPage { page, token: token.clone(), username: username.to_string() })
+        let page =
+            Page::new(&req, &session, None, Nav::None, "Create the administrator").with_flash(Flash::error(message));
+        render(
+            StatusCode::BAD_REQUEST,
+            &SetupPage {
+                page,
+                token: token.clone(),
+                username: username.to_string(),
+            },
+        )
     };
     let probe = h.clone();
     if !state.db.run(move |c| setup::is_valid(c, &probe)).await? {

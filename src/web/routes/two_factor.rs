@@ -28,14 +28,15 @@ pub struct CodeForm {
 }
 
 pub async fn submit(
+    Protected(form): Protected<CodeForm>,
     req: HttpRequest,
     state: web::Data<AppState>,
     pending: PendingLogin,
-    Protected(form): Protected<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
     let session = &pending.session;
     let again = |status: StatusCode, message: &str| {
-        let page = Page::new(&req, session, None, Nav::None, "Two-factor authentication").with_flash(Flash::error(message));
+        let page =
+            Page::new(&req, session, None, Nav::None, "Two-factor authentication").with_flash(Flash::error(message));
         render(status, &TwoFactorPage { page })
     };
     if form.code.len() > MAX_CODE_INPUT {
@@ -71,7 +72,9 @@ pub async fn submit(
                     events::record(c, &event, now)
                 })
                 .await?;
-            Ok(redirect(&session::safe_next(next.as_deref()).unwrap_or_else(|| "/".into())))
+            Ok(redirect(
+                &session::safe_next(next.as_deref()).unwrap_or_else(|| "/".into()),
+            ))
         }
         FactorCheck::Throttled(wait) => Err(AppError::Throttled {
             retry_after: wait,
