@@ -1,5 +1,6 @@
 //! Settings: every one a flag with an environment fallback (SPEC §5.1).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -98,6 +99,17 @@ pub struct Settings {
     )]
     pub bcrypt_cost: u32,
 
+    /// Reverse proxies whose X-Forwarded-For is believed (comma-separated IP addresses); without it, the
+    /// client address is the TCP peer
+    #[arg(
+        long,
+        env = "LATCHKEY_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        hide_env_values = true,
+        global = true
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+
     /// TOTP time steps accepted either side of now (0–2)
     #[arg(
         long,
@@ -160,6 +172,7 @@ pub struct Config {
     pub key_file: PathBuf,
     pub bcrypt_cost: u32,
     pub totp_skew: u8,
+    pub trusted_proxies: Vec<IpAddr>,
     /// The system clock in production; a manual one in tests.
     pub clock: Clock,
 }
@@ -193,6 +206,7 @@ impl Config {
             key_file,
             bcrypt_cost: s.bcrypt_cost,
             totp_skew: s.totp_skew,
+            trusted_proxies: s.trusted_proxies.clone(),
             clock: Clock::system(),
         })
     }

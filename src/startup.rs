@@ -48,6 +48,7 @@ impl Application {
             dummy_hash,
             public_origin: config.public_url.as_ref().map(|u| u.origin.clone()),
             secure_cookies: https,
+            trusted_proxies: config.trusted_proxies.clone(),
         });
 
         let setup_url = arm_setup_link(&state, &config, address).await?;

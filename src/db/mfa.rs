@@ -1,9 +1,9 @@
 //! Second-factor state: pending enrolments, the confirmed secret, the last
 //! accepted time step, and recovery codes.
 //!
-//! Every check-and-change here is one conditional statement or one
-//! IMMEDIATE transaction, so concurrent requests (on one instance or many)
-//! cannot both win.
+//! Every check-and-change here is one conditional statement, or a
+//! transaction whose first statement is a conditional write (which takes the
+//! lock), so concurrent requests — on one instance or many — cannot both win.
 
 use diesel::prelude::*;
 
@@ -18,19 +18,25 @@ pub struct Enrolment {
     pub created_at: i64,
 }
 
-/// Begin (or restart) an enrolment: any earlier pending secret is replaced.
+/// Begin (or restart) an enrolment: any earlier pending secret is replaced,
+/// in one upsert (two Enables at once leave one of the two secrets).
 pub fn start_enrolment(c: &mut Conn, user_id: i64, secret_sealed: &str, now: i64) -> Result<(), DbError> {
-    c.immediate_transaction(|c| {
-        diesel::delete(mfa_enrolments::table.find(user_id)).execute(c)?;
-        diesel::insert_into(mfa_enrolments::table)
-            .values((
-                mfa_enrolments::user_id.eq(user_id),
-                mfa_enrolments::secret_sealed.eq(secret_sealed),
-                mfa_enrolments::created_at.eq(now),
-            ))
-            .execute(c)?;
-        Ok(())
-    })
+    let row = (
+        mfa_enrolments::user_id.eq(user_id),
+        mfa_enrolments::secret_sealed.eq(secret_sealed),
+        mfa_enrolments::created_at.eq(now),
+    );
+    let update = (
+        mfa_enrolments::secret_sealed.eq(secret_sealed),
+        mfa_enrolments::created_at.eq(now),
+    );
+    crate::on_backend!(c, |c| diesel::insert_into(mfa_enrolments::table)
+        .values(row)
+        .on_conflict(mfa_enrolments::user_id)
+        .do_update()
+        .set(update)
+        .execute(c))?;
+    Ok(())
 }
 
 /// The pending enrolment, if one was started after `not_before`.
@@ -62,7 +68,7 @@ pub fn confirm_enrolment(
     code_hashes: &[String],
     now: i64,
 ) -> Result<ConfirmOutcome, DbError> {
-    c.immediate_transaction(|c| {
+    c.transaction(|c| {
         let taken = diesel::delete(
             mfa_enrolments::table
                 .find(user_id)
@@ -100,7 +106,10 @@ fn insert_codes(c: &mut Conn, user_id: i64, code_hashes: &[String], now: i64) ->
             )
         })
         .collect();
-    diesel::insert_into(recovery_codes::table).values(&rows).execute(c)?;
+    // A multi-row INSERT is written per backend by diesel.
+    crate::on_backend!(c, |c| diesel::insert_into(recovery_codes::table)
+        .values(&rows)
+        .execute(c))?;
     Ok(())
 }
 
@@ -149,13 +158,18 @@ pub fn remaining_recovery_codes(c: &mut Conn, user_id: i64) -> Result<i64, DbErr
 
 /// Replace the user's recovery codes; `false` when 2FA is (no longer) on.
 pub fn replace_recovery_codes(c: &mut Conn, user_id: i64, code_hashes: &[String], now: i64) -> Result<bool, DbError> {
-    c.immediate_transaction(|c| {
-        let on: Option<Option<String>> = users::table
-            .find(user_id)
-            .select(users::totp_secret_sealed)
-            .first(c)
-            .optional()?;
-        if !matches!(on, Some(Some(_))) {
+    c.transaction(|c| {
+        // A no-op conditional write first: it checks that 2FA is on and
+        // locks the user's row (PostgreSQL) or the database (SQLite) until
+        // the codes are in, so a concurrent disable waits for us or we for it.
+        let on = diesel::update(
+            users::table
+                .find(user_id)
+                .filter(users::totp_secret_sealed.is_not_null()),
+        )
+        .set(users::totp_enabled_at.eq(users::totp_enabled_at))
+        .execute(c)?;
+        if on != 1 {
             return Ok(false);
         }
         insert_codes(c, user_id, code_hashes, now)?;
@@ -169,7 +183,7 @@ pub fn replace_recovery_codes(c: &mut Conn, user_id: i64, code_hashes: &[String]
 /// by an old secret cannot turn off a newer enrolment. `false` when nothing
 /// was turned off.
 pub fn disable(c: &mut Conn, user_id: i64, only_secret: Option<&str>) -> Result<bool, DbError> {
-    c.immediate_transaction(|c| {
+    c.transaction(|c| {
         let clear = (
             users::totp_secret_sealed.eq(None::<String>),
             users::totp_enabled_at.eq(None::<i64>),

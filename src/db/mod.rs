@@ -1,10 +1,17 @@
 //! Storage: the connection pool, migrations, and one module of queries per
 //! table group.
 //!
-//! The backend is chosen from the URL scheme here, explicitly; anything not
-//! recognised is refused with a message instead of being taken for a file
-//! name. Only SQLite is built in today; PostgreSQL gets its own migrations
-//! folder (`migrations/postgresql`) when it lands.
+//! The backend is chosen from the URL scheme here, explicitly — `sqlite://`
+//! or `postgres://` — and anything else is refused with a message instead of
+//! being taken for a file name. (diesel's `MultiConnection::establish` tries
+//! each backend in turn and would create an SQLite file named after a
+//! mistyped PostgreSQL URL; our pool manager never calls it.) Each backend
+//! has its own migrations folder; one `schema.rs` serves both.
+//!
+//! Queries are written once against [`Conn`]. On SQLite every transaction
+//! that writes starts with a write statement, so it takes the write lock at
+//! once (like `BEGIN IMMEDIATE`); on PostgreSQL the same first statement is a
+//! conditional UPDATE that locks the row it checks.
 
 pub mod events;
 pub mod mfa;
@@ -17,35 +24,67 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-pub type Conn = SqliteConnection;
-type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
+/// A connection to whichever backend the URL named.
+#[derive(diesel::MultiConnection)]
+pub enum Conn {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// Run the same (generic) diesel code on the concrete connection, for the
+/// few statements the multi-backend layer cannot express (upserts).
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::Conn::Sqlite($c) => $body,
+            $crate::db::Conn::Postgres($c) => $body,
+        }
+    };
+}
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgresql");
 
 /// How long a writer waits for SQLite's lock before giving up with "busy".
 const BUSY_TIMEOUT_MS: u32 = 5_000;
+/// Key of the PostgreSQL advisory lock held while migrating ("latchkey" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6c61_7463_686b_6579;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(p) => write!(f, "Sqlite({p:?})"),
+            // The URL may carry a password.
+            Self::Postgres(_) => f.write_str("Postgres(<redacted>)"),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    #[error("the database URL is empty; use sqlite://PATH, e.g. sqlite://latchkey.db")]
+    #[error("the database URL is empty; use sqlite://PATH or postgres://USER@HOST/DB")]
     Empty,
     #[error("`{0}` has no file path; use sqlite://PATH, e.g. sqlite://latchkey.db")]
     NoPath(String),
     #[error("`{0}`: query parameters are not supported in a sqlite:// URL")]
     Query(String),
-    #[error("PostgreSQL is not supported by this build yet; use sqlite://PATH")]
-    PostgresNotYet,
+    #[error("the PostgreSQL URL has no host or database; use postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")]
+    PostgresIncomplete,
     #[error(
-        "unsupported database URL `{0}`: use sqlite://PATH (e.g. sqlite://latchkey.db or sqlite:///var/lib/latchkey/latchkey.db)"
+        "unsupported database URL `{0}`: use sqlite://PATH (e.g. sqlite://latchkey.db) or postgres://USER@HOST/DATABASE"
     )]
     Unknown(String),
 }
@@ -65,8 +104,18 @@ impl DatabaseUrl {
             }
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(UrlError::PostgresNotYet);
+        if let Some(rest) = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+        {
+            // Enough to catch a truncated URL here; libpq checks the rest.
+            let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit('@').next().unwrap_or("");
+            let database = database.split('?').next().unwrap_or("");
+            if host.is_empty() || database.is_empty() {
+                return Err(UrlError::PostgresIncomplete);
+            }
+            return Ok(Self::Postgres(url.to_string()));
         }
         // Never print the URL back when it might carry a password.
         let shown = if url.contains('@') {
@@ -77,7 +126,8 @@ impl DatabaseUrl {
         Err(UrlError::Unknown(shown))
     }
 
-    /// The folder the database lives in, where the key file goes by default.
+    /// The folder the database lives in, where the key file goes by default
+    /// (the working directory for PostgreSQL).
     pub fn directory(&self) -> PathBuf {
         match self {
             Self::Sqlite(p) => p
@@ -85,6 +135,14 @@ impl DatabaseUrl {
                 .filter(|d| !d.as_os_str().is_empty())
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| PathBuf::from(".")),
+            Self::Postgres(_) => PathBuf::from("."),
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
         }
     }
 }
@@ -102,73 +160,120 @@ pub enum DbError {
 impl DbError {
     /// Busy or unreachable storage: worth a 503 and a retry, not a bug.
     pub fn is_transient(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
         match self {
             Self::Pool(_) | Self::Cancelled => true,
-            Self::Query(diesel::result::Error::DatabaseError(_, info)) => {
+            Self::Query(E::DatabaseError(K::ClosedConnection | K::SerializationFailure, _)) => true,
+            Self::Query(E::DatabaseError(_, info)) => {
                 let m = info.message();
-                m.contains("locked") || m.contains("busy") || m.contains("readonly") || m.contains("disk")
+                [
+                    "locked",
+                    "busy",
+                    "readonly",
+                    "read-only",
+                    "disk",
+                    "connection",
+                    "terminating",
+                ]
+                .iter()
+                .any(|w| m.contains(w))
             }
             Self::Query(_) => false,
         }
     }
 }
 
-#[derive(Debug)]
-struct SqlitePragmas;
+/// Makes connections of the backend the URL named, and nothing else.
+pub struct Manager {
+    url: DatabaseUrl,
+}
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
+impl ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Conn, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut c = SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                c.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+                ))
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(Conn::Sqlite(c))
+            }
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
+                .map(Conn::Postgres)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut Conn) -> bool {
+        false
     }
 }
 
 /// A handle on the database, cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    pool: SqlitePool,
+    pool: Pool<Manager>,
+    backend: &'static str,
 }
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Db")
+        write!(f, "Db({})", self.backend)
     }
 }
 
 impl Db {
-    /// Open (creating the SQLite file if needed) and bring the schema up to date.
+    /// Connect (creating the SQLite file if needed) and bring the schema up
+    /// to date. On PostgreSQL the migrations run under an advisory lock, so
+    /// instances starting together take turns.
     pub fn open(url: &DatabaseUrl) -> anyhow::Result<Self> {
-        let DatabaseUrl::Sqlite(path) = url;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.is_dir() {
-                anyhow::bail!("the folder {} for the database does not exist", dir.display());
+        if let DatabaseUrl::Sqlite(path) = url {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if !dir.is_dir() {
+                    anyhow::bail!("the folder {} for the database does not exist", dir.display());
+                }
             }
         }
-        let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
+        // Connect once by hand first: the pool would retry for its whole
+        // timeout and then report only "timed out".
+        let mut conn = Manager { url: url.clone() }
+            .connect()
+            .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", url.backend()))?;
+        migrate(&mut conn)?;
         let pool = Pool::builder()
-            .max_size(8)
+            .max_size(match url {
+                DatabaseUrl::Sqlite(_) => 8,
+                DatabaseUrl::Postgres(_) => 10,
+            })
+            .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
-            .connection_customizer(Box::new(SqlitePragmas))
-            .build(manager)
-            .map_err(|e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display()))?;
-        let db = Self { pool };
-        let mut conn = db.conn()?;
-        // WAL lets readers work while one writer writes; it is a property of
-        // the file, so setting it once here is enough.
-        conn.batch_execute("PRAGMA journal_mode = WAL;")?;
-        conn.run_pending_migrations(SQLITE_MIGRATIONS)
-            .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
-        Ok(db)
+            .build(Manager { url: url.clone() })
+            .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", url.backend()))?;
+        Ok(Self {
+            pool,
+            backend: url.backend(),
+        })
     }
 
-    pub fn conn(&self) -> Result<PooledConnection<ConnectionManager<Conn>>, DbError> {
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    pub fn conn(&self) -> Result<PooledConnection<Manager>, DbError> {
         Ok(self.pool.get()?)
     }
 
     /// Run `f` with a connection on the blocking thread pool (never on an
-    /// async worker: SQLite calls block).
+    /// async worker: database calls block).
     pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
     where
         F: FnOnce(&mut Conn) -> Result<T, DbError> + Send + 'static,
@@ -187,6 +292,36 @@ impl Db {
     pub async fn ping(&self) -> bool {
         self.run(|c| Ok(c.batch_execute("SELECT 1")?)).await.is_ok()
     }
+}
+
+fn migrate(conn: &mut Conn) -> anyhow::Result<()> {
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| anyhow::anyhow!("database migration failed: {e}");
+    match conn {
+        Conn::Sqlite(c) => {
+            // WAL lets readers work while one writer writes; it is a property
+            // of the file, so setting it here once is enough.
+            c.batch_execute("PRAGMA journal_mode = WAL;")?;
+            // Hold SQLite's write lock for the whole run, so servers starting
+            // together on one file migrate one after the other.
+            c.immediate_transaction(|c| {
+                c.run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map(|_| ())
+                    .map_err(diesel::result::Error::QueryBuilderError)
+            })
+            .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
+        }
+        Conn::Postgres(c) => {
+            // diesel_migrations takes no lock of its own.
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(c)?;
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|_| ())
+                .map_err(failed);
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(c)?;
+            result?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -217,7 +352,17 @@ mod tests {
             DatabaseUrl::parse("sqlite://x.db?mode=ro"),
             Err(UrlError::Query(_))
         ));
-        assert_eq!(DatabaseUrl::parse("postgres://u:p@h/db"), Err(UrlError::PostgresNotYet));
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u:p@h/db"),
+            Ok(DatabaseUrl::Postgres("postgres://u:p@h/db".into()))
+        );
+        assert!(DatabaseUrl::parse("postgresql://h:5432/db?sslmode=require").is_ok());
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u:p@h"),
+            Err(UrlError::PostgresIncomplete)
+        );
+        assert_eq!(DatabaseUrl::parse("postgres:///db"), Err(UrlError::PostgresIncomplete));
+        assert!(!format!("{:?}", DatabaseUrl::parse("postgres://u:secret@h/db").unwrap()).contains("secret"));
         assert_eq!(
             DatabaseUrl::parse("mysql://u:pw@h/db"),
             Err(UrlError::Unknown("<redacted>".into()))

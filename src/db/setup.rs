@@ -9,7 +9,7 @@ use crate::schema::setup_tokens;
 /// With no users yet, replace any earlier setup token by `token_hash` and
 /// return `true`; with users, remove stale tokens and return `false`.
 pub fn arm(c: &mut Conn, token_hash: &str, now: i64) -> Result<bool, DbError> {
-    c.immediate_transaction(|c| {
+    c.transaction(|c| {
         diesel::delete(setup_tokens::table).execute(c)?;
         if users::count(c)? > 0 {
             return Ok(false);
@@ -53,8 +53,12 @@ pub fn complete(
     password_hash: &str,
     now: i64,
 ) -> Result<User, SetupError> {
-    c.immediate_transaction(|c| {
+    c.transaction(|c| {
         let spent = diesel::delete(setup_tokens::table.find(token_hash)).execute(c)?;
+        // Any other armed token dies too (several instances may each have
+        // armed one); on PostgreSQL this waits for a concurrent completion,
+        // whose administrator the count below then sees.
+        diesel::delete(setup_tokens::table).execute(c)?;
         if spent != 1 || users::count(c)? > 0 {
             return Err(SetupError::Spent);
         }

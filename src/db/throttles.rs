@@ -24,31 +24,36 @@ pub fn retry_after(c: &mut Conn, rule: &Rule, key: &str, now: i64) -> Result<Opt
     Ok(read(c, rule, key)?.and_then(|counter| rule.retry_after(&counter, now)))
 }
 
-/// Count one failure, atomically with respect to every other writer.
+/// Count one failure, atomically with respect to every other writer, on
+/// this instance or another.
 pub fn record_failure(c: &mut Conn, rule: &Rule, key: &str, now: i64) -> Result<Counter, DbError> {
-    c.immediate_transaction(|c| {
-        let prev = read(c, rule, key)?;
-        let next = rule.record_failure(prev, now);
-        let values = (
-            throttles::failures.eq(i32::try_from(next.failures).unwrap_or(i32::MAX)),
-            throttles::last_failure.eq(next.last_failure),
-            throttles::locked_until.eq(next.locked_until),
+    c.transaction(|c| {
+        // Make sure the row exists, then lock it with a no-op update, so the
+        // read-compute-write below cannot interleave with another failure.
+        let empty = (
+            throttles::scope.eq(rule.scope),
+            throttles::key.eq(key),
+            throttles::failures.eq(0),
+            throttles::last_failure.eq(0_i64),
+            throttles::locked_until.eq(0_i64),
         );
-        if prev.is_some() {
-            diesel::update(throttles::table.find((rule.scope, key)))
-                .set(values)
-                .execute(c)?;
-        } else {
-            diesel::insert_into(throttles::table)
-                .values((
-                    throttles::scope.eq(rule.scope),
-                    throttles::key.eq(key),
-                    values.0,
-                    values.1,
-                    values.2,
-                ))
-                .execute(c)?;
-        }
+        crate::on_backend!(c, |c| diesel::insert_into(throttles::table)
+            .values(empty)
+            .on_conflict((throttles::scope, throttles::key))
+            .do_nothing()
+            .execute(c))?;
+        diesel::update(throttles::table.find((rule.scope, key)))
+            .set(throttles::failures.eq(throttles::failures))
+            .execute(c)?;
+        let prev = read(c, rule, key)?.filter(|p| p.failures > 0);
+        let next = rule.record_failure(prev, now);
+        diesel::update(throttles::table.find((rule.scope, key)))
+            .set((
+                throttles::failures.eq(i32::try_from(next.failures).unwrap_or(i32::MAX)),
+                throttles::last_failure.eq(next.last_failure),
+                throttles::locked_until.eq(next.locked_until),
+            ))
+            .execute(c)?;
         Ok(next)
     })
 }

@@ -61,12 +61,10 @@ pub fn create(
         is_admin,
         created_at: now,
     };
-    match diesel::insert_into(users::table)
-        .values(&row)
-        .returning(User::as_returning())
-        .get_result(c)
-    {
-        Ok(u) => Ok(u),
+    match diesel::insert_into(users::table).values(&row).execute(c) {
+        Ok(_) => {
+            find_by_name(c, username)?.ok_or_else(|| CreateError::Db(DbError::Query(diesel::result::Error::NotFound)))
+        }
         Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
             Err(CreateError::Exists(username.to_string()))
         }

@@ -3,6 +3,7 @@
 //! every route shares, with their throttling and security-log entries.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_session::{Session, SessionExt as _};
@@ -29,9 +30,12 @@ pub struct Client {
 
 impl Client {
     pub fn of(req: &HttpRequest) -> Self {
-        let address = req
-            .peer_addr()
-            .map(|a| a.ip().to_string())
+        let trusted = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.trusted_proxies.as_slice())
+            .unwrap_or(&[]);
+        let address = client_address(req, trusted)
+            .map(|ip| ip.to_string())
             .unwrap_or_else(|| "unknown".into());
         let user_agent = req
             .headers()
@@ -51,6 +55,30 @@ impl Client {
             detail: None,
         }
     }
+}
+
+/// The TCP peer, or — when the peer is a trusted proxy — the nearest
+/// address in `X-Forwarded-For` that is not a trusted proxy. (Entries left of
+/// it were written by the client and prove nothing.)
+fn client_address(req: &HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted.contains(ip))
+            .unwrap_or(peer),
+    )
 }
 
 pub fn state(req: &HttpRequest) -> web::Data<AppState> {

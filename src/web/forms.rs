@@ -92,10 +92,6 @@ fn token_matches(req: &HttpRequest, submitted: &str) -> bool {
 /// A parsed form whose CSRF token has been checked. The token is checked
 /// first (a missing or wrong token is a 403 whatever else is wrong), then
 /// removed, and the remaining fields are parsed strictly into `T`.
-///
-/// Make it a handler's *first* argument: extractors run in order, and if one
-/// before it refuses the request (say, "not signed in"), the body is left
-/// unread and the keep-alive connection is dropped under the client.
 pub struct Protected<T>(pub T);
 
 impl<T> FromRequest for Protected<T>
@@ -108,25 +104,56 @@ where
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let req = req.clone();
         let payload = payload.take();
+        Box::pin(async move { read_protected(&req, payload).await.map(Protected) })
+    }
+}
+
+/// Who is posting (`A`, e.g. `SignedIn`) and their checked form (`T`).
+///
+/// The body is read *before* `A` is extracted. actix polls a handler's
+/// extractors together, so with separate arguments a refusal by `A` ("not
+/// signed in") would answer while the body is still unread, and the
+/// keep-alive connection would be dropped under the client.
+pub struct Posted<A, T> {
+    pub who: A,
+    pub form: T,
+}
+
+impl<A, T> FromRequest for Posted<A, T>
+where
+    A: FromRequest<Error = AppError> + 'static,
+    T: DeserializeOwned + 'static,
+{
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
         Box::pin(async move {
-            let body = read_form_body(&req, payload).await?;
-            let pairs = parse_pairs(&body)?;
-            let mut tokens = pairs.iter().filter(|(k, _)| k == CSRF_FIELD);
-            let ok = match (tokens.next(), tokens.next()) {
-                (Some((_, token)), None) => token_matches(&req, token),
-                _ => false,
-            };
-            if !ok {
-                return Err(AppError::Forbidden(
-                    "This form has expired or did not come from this site. Go back, reload the page and try again."
-                        .into(),
-                ));
-            }
-            let rest: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != CSRF_FIELD).collect();
-            let reencoded = serde_urlencoded::to_string(rest).map_err(AppError::internal)?;
-            Ok(Protected(parse_form(reencoded.as_bytes())?))
+            let form = read_protected(&req, payload).await?;
+            let who = A::from_request(&req, &mut Payload::None).await?;
+            Ok(Posted { who, form })
         })
     }
+}
+
+async fn read_protected<T: DeserializeOwned>(req: &HttpRequest, payload: Payload) -> Result<T, AppError> {
+    let body = read_form_body(req, payload).await?;
+    let pairs = parse_pairs(&body)?;
+    let mut tokens = pairs.iter().filter(|(k, _)| k == CSRF_FIELD);
+    let ok = match (tokens.next(), tokens.next()) {
+        (Some((_, token)), None) => token_matches(req, token),
+        _ => false,
+    };
+    if !ok {
+        return Err(AppError::Forbidden(
+            "This form has expired or did not come from this site. Go back, reload the page and try again.".into(),
+        ));
+    }
+    let rest: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != CSRF_FIELD).collect();
+    let reencoded = serde_urlencoded::to_string(rest).map_err(AppError::internal)?;
+    parse_form(reencoded.as_bytes())
 }
 
 pub const CSRF_FIELD: &str = "csrf_token";

@@ -28,4 +28,6 @@ pub struct AppState {
     /// `scheme://host[:port]` of the public URL, when configured.
     pub public_origin: Option<String>,
     pub secure_cookies: bool,
+    /// Peers whose `X-Forwarded-For` names the real client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }

@@ -31,8 +31,8 @@ fn stdout(o: &Output) -> String {
 
 #[tokio::test]
 async fn user_add_and_list() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let app = TestApp::spawn().await;
+    let url = app.database_url.clone();
     let out = latchkey(&url, &["user", "add", "Bob", "--admin"], Some(&format!("{PASSWORD}\n")));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = latchkey(&url, &["user", "add", "carol"], Some(&format!("{PASSWORD}\r\n")));
@@ -51,14 +51,8 @@ async fn user_add_and_list() {
     assert!(list.lines().any(|l| l.starts_with("carol") && l.contains("no")));
     assert!(!list.contains("dave") && !list.contains("erin"));
 
-    // The users can sign in to a server on the same database.
-    let db_path = dir.path().join("cli.db");
-    let app = TestApp::spawn_with(|c| {
-        c.database_url = latchkey::db::DatabaseUrl::Sqlite(db_path);
-        c.key_file = dir.path().join("latchkey.key");
-    })
-    .await;
-    assert!(app.setup_url.is_none(), "no setup link once users exist");
+    // The users can sign in to the running server.
+    assert!(app.user("bob").await.is_admin);
     assert!(app.client().login("bob", PASSWORD).await.redirects_to("/"));
     assert!(
         app.client().login("carol", PASSWORD).await.redirects_to("/"),
@@ -71,7 +65,7 @@ async fn reset_mfa_turns_2fa_off_and_ends_sessions() {
     let app = TestApp::spawn().await;
     app.create_user("alice", false).await;
     let e = enrol(&app, signed_in(&app, "alice").await).await;
-    let url = format!("sqlite://{}", app.db_path.display());
+    let url = app.database_url.clone();
     let out = latchkey(&url, &["user", "list"], None);
     assert!(
         stdout(&out)
@@ -113,6 +107,21 @@ fn bad_database_urls_are_refused_without_creating_files() {
         assert_eq!(out.status.code(), Some(2), "{url}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("database"), "{url}");
     }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no stray files");
+
+    // A well-formed URL of a server that is not there: a clear error, no file.
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args([
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/latchkey",
+            "user",
+            "list",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the postgres database"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no stray files");
 }
 

@@ -20,8 +20,89 @@ pub struct TestApp {
     pub db: Db,
     pub clock: Clock,
     pub setup_url: Option<String>,
-    pub db_path: PathBuf,
+    /// The SQLite file, on the SQLite pass.
+    pub db_path: Option<PathBuf>,
+    /// The database URL, as `DATABASE_URL` would give it.
+    pub database_url: String,
+    pub config: Config,
     pub dir: TempDir,
+    _pg: Option<PgTestDatabase>,
+}
+
+/// Which backend this run of the suite tests: SQLite unless
+/// `LATCHKEY_TEST_BACKEND=postgres` (scripts/test runs both).
+pub fn testing_postgres() -> bool {
+    std::env::var("LATCHKEY_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// A fresh PostgreSQL database for one test, dropped afterwards.
+pub struct PgTestDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgTestDatabase {
+    pub fn create() -> Self {
+        use diesel::{Connection, RunQueryDsl};
+        let admin_url = std::env::var("LATCHKEY_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!(
+            "latchkey_test_{}",
+            latchkey::core::keys::hex(&latchkey::core::random_bytes::<8>())
+        );
+        let mut admin = diesel::PgConnection::establish(&admin_url)
+            .unwrap_or_else(|e| panic!("PostgreSQL at LATCHKEY_TEST_POSTGRES_URL is unreachable: {e}"));
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .unwrap();
+        let base = &admin_url[..admin_url.rfind('/').expect("URL with a database")];
+        let url = format!("{base}/{name}");
+        Self { admin_url, name, url }
+    }
+}
+
+impl Drop for PgTestDatabase {
+    fn drop(&mut self) {
+        use diesel::{Connection, RunQueryDsl};
+        if let Ok(mut admin) = diesel::PgConnection::establish(&self.admin_url) {
+            let _ =
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin);
+        }
+    }
+}
+
+/// A test configuration on a fresh, empty database of the backend under test.
+pub fn fresh_config() -> (Config, TempDir, Option<PgTestDatabase>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg = testing_postgres().then(PgTestDatabase::create);
+    let database_url = match &pg {
+        Some(db) => DatabaseUrl::Postgres(db.url.clone()),
+        None => DatabaseUrl::Sqlite(dir.path().join("latchkey.db")),
+    };
+    let config = Config {
+        bind: "127.0.0.1:0".into(),
+        database_url,
+        public_url: None,
+        issuer: "Latchkey Test".into(),
+        key_file: dir.path().join("latchkey.key"),
+        bcrypt_cost: 4,
+        totp_skew: 1,
+        trusted_proxies: vec![],
+        // Real time to start with (so oathtool agrees), then moved by tests.
+        clock: Clock::manual(latchkey::core::clock::system_now()),
+    };
+    (config, dir, pg)
+}
+
+/// Start a server; returns its base URL, database handle and setup link.
+pub async fn start(config: Config) -> (String, Db, Option<String>) {
+    let app = Application::build(config).await.expect("server builds");
+    let base = format!("http://{}", app.address());
+    let db = app.db();
+    let setup_url = app.setup_url().map(str::to_string);
+    tokio::spawn(app.run_until_stopped());
+    (base, db, setup_url)
 }
 
 impl TestApp {
@@ -30,34 +111,30 @@ impl TestApp {
     }
 
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db_path = dir.path().join("latchkey.db");
-        let mut config = Config {
-            bind: "127.0.0.1:0".into(),
-            database_url: DatabaseUrl::Sqlite(db_path.clone()),
-            public_url: None,
-            issuer: "Latchkey Test".into(),
-            key_file: dir.path().join("latchkey.key"),
-            bcrypt_cost: 4,
-            totp_skew: 1,
-            // Real time to start with (so oathtool agrees), then moved by tests.
-            clock: Clock::manual(latchkey::core::clock::system_now()),
-        };
+        let (mut config, dir, pg) = fresh_config();
         tweak(&mut config);
-        let clock = config.clock.clone();
-        let app = Application::build(config).await.expect("server builds");
-        let base = format!("http://{}", app.address());
-        let db = app.db();
-        let setup_url = app.setup_url().map(str::to_string);
-        tokio::spawn(app.run_until_stopped());
+        let (base, db, setup_url) = start(config.clone()).await;
+        let (db_path, database_url) = match &config.database_url {
+            DatabaseUrl::Sqlite(p) => (Some(p.clone()), format!("sqlite://{}", p.display())),
+            DatabaseUrl::Postgres(u) => (None, u.clone()),
+        };
         Self {
             base,
             db,
-            clock,
+            clock: config.clock.clone(),
             setup_url,
             db_path,
+            database_url,
+            config,
             dir,
+            _pg: pg,
         }
+    }
+
+    /// Start one more server on the same database, key and clock (another
+    /// instance of a multi-instance deployment). Returns its base URL.
+    pub async fn another_instance(&self) -> String {
+        start(self.config.clone()).await.0
     }
 
     pub fn client(&self) -> TestClient {
@@ -99,12 +176,36 @@ impl TestApp {
         }
         self.db
             .run(move |c| {
-                Ok(diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {sql_table}"))
-                    .get_result::<N>(c)?
-                    .n)
+                let q = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {sql_table}"));
+                Ok(latchkey::on_backend!(c, |c| q.get_result::<N>(c))?.n)
             })
             .await
             .unwrap()
+    }
+
+    /// Everything the database holds, as text: the SQLite files byte for
+    /// byte, or pg_dump's output.
+    pub fn raw_contents(&self) -> Vec<u8> {
+        match &self.db_path {
+            Some(path) => {
+                let mut all = Vec::new();
+                for suffix in ["", "-wal", "-shm"] {
+                    let p = path.with_file_name(format!("latchkey.db{suffix}"));
+                    if let Ok(bytes) = std::fs::read(&p) {
+                        all.extend(bytes);
+                    }
+                }
+                all
+            }
+            None => {
+                let out = Command::new("pg_dump")
+                    .args(["--data-only", "--dbname", &self.database_url])
+                    .output()
+                    .expect("pg_dump is installed (postgresql-client)");
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                out.stdout
+            }
+        }
     }
 
     pub async fn events(&self, user_id: i64) -> Vec<String> {
@@ -157,6 +258,22 @@ impl TestClient {
             jar,
             base: base.to_string(),
             csrf: Default::default(),
+        }
+    }
+
+    /// The same browser (cookies, CSRF token) talking to another instance.
+    pub fn on(&self, base: &str) -> TestClient {
+        let http = reqwest::Client::builder()
+            .cookie_provider(self.jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let csrf = std::sync::Mutex::new(self.csrf.lock().unwrap().clone());
+        Self {
+            http,
+            jar: self.jar.clone(),
+            base: base.to_string(),
+            csrf,
         }
     }
 

@@ -3,11 +3,13 @@
 
 mod helpers;
 
+mod browser;
 mod cli;
 mod input;
 mod login;
 mod mfa;
 mod mfa_races;
+mod multi_instance;
 mod security;
 mod sessions;
 mod setup;

@@ -11,7 +11,7 @@ use crate::db::{mfa, sessions, users};
 use crate::web::AppState;
 use crate::web::auth::{Client, PasswordCheck, SignedIn, check_password};
 use crate::web::error::AppError;
-use crate::web::forms::Protected;
+use crate::web::forms::Posted;
 use crate::web::pages::{
     DashboardPage, Nav, Page, PasswordPage, ProfilePage, SettingsPage, Tab, format_time, ok, redirect, render,
 };
@@ -75,9 +75,8 @@ pub struct PasswordForm {
 }
 
 pub async fn change_password(
-    Protected(form): Protected<PasswordForm>,
+    Posted { who: me, form }: Posted<SignedIn, PasswordForm>,
     req: HttpRequest,
-    me: SignedIn,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let again = |status: StatusCode, message: String| {

@@ -16,7 +16,7 @@ use crate::web::auth::{
     Client, FactorCheck, PasswordCheck, SignedIn, check_password, check_second_factor, factor_message, secret_context,
 };
 use crate::web::error::AppError;
-use crate::web::forms::Protected;
+use crate::web::forms::Posted;
 use crate::web::pages::{
     MfaDisablePage, MfaSetupPage, MfaTabPage, Nav, Page, RecoveryCodesPage, SudoPage, Tab, format_time, ok, redirect,
     render,
@@ -123,9 +123,8 @@ pub struct SudoForm {
 
 /// `POST …/enable`: a fresh secret (replacing any pending one), then the setup page.
 pub async fn enable(
-    Protected(form): Protected<SudoForm>,
+    Posted { who: me, form }: Posted<SignedIn, SudoForm>,
     req: HttpRequest,
-    me: SignedIn,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     if me.user.mfa_enabled() {
@@ -195,9 +194,8 @@ pub struct ConfirmForm {
 /// `POST …/confirm`: a correct code from the pending secret turns 2FA on and
 /// shows the recovery codes, once.
 pub async fn confirm(
-    Protected(form): Protected<ConfirmForm>,
+    Posted { who: me, form }: Posted<SignedIn, ConfirmForm>,
     req: HttpRequest,
-    me: SignedIn,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     if me.user.mfa_enabled() {
@@ -307,7 +305,7 @@ fn codes_page(
 pub struct PlainForm {}
 
 /// `POST …/recovery-codes/copied`: the user says they kept the codes.
-pub async fn codes_copied(Protected(_form): Protected<PlainForm>, me: SignedIn) -> Result<HttpResponse, AppError> {
+pub async fn codes_copied(Posted { who: me, form: _ }: Posted<SignedIn, PlainForm>) -> Result<HttpResponse, AppError> {
     if me.user.mfa_enabled() {
         me.session.set_flash(Flash::success(
             "Two-factor authentication is on. From now on, signing in asks for a code from your app.",
@@ -318,9 +316,8 @@ pub async fn codes_copied(Protected(_form): Protected<PlainForm>, me: SignedIn) 
 
 /// `POST …/recovery-codes`: a new set; the old one stops working at once.
 pub async fn regenerate_codes(
-    Protected(form): Protected<SudoForm>,
+    Posted { who: me, form }: Posted<SignedIn, SudoForm>,
     req: HttpRequest,
-    me: SignedIn,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     if !me.user.mfa_enabled() {
@@ -403,9 +400,8 @@ pub struct DisableForm {
 /// `POST …/disable`: with a current code, 2FA goes off, and so does every
 /// other session of the user.
 pub async fn disable(
-    Protected(form): Protected<DisableForm>,
+    Posted { who: me, form }: Posted<SignedIn, DisableForm>,
     req: HttpRequest,
-    me: SignedIn,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     if !me.user.mfa_enabled() {

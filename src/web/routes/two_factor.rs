@@ -9,7 +9,7 @@ use crate::db::users;
 use crate::web::AppState;
 use crate::web::auth::{Client, FactorCheck, PendingLogin, check_second_factor, factor_message};
 use crate::web::error::AppError;
-use crate::web::forms::Protected;
+use crate::web::forms::Posted;
 use crate::web::pages::{Nav, Page, TwoFactorPage, ok, redirect, render};
 use crate::web::session::{self, Flash, SessionExt, keys};
 
@@ -28,10 +28,9 @@ pub struct CodeForm {
 }
 
 pub async fn submit(
-    Protected(form): Protected<CodeForm>,
+    Posted { who: pending, form }: Posted<PendingLogin, CodeForm>,
     req: HttpRequest,
     state: web::Data<AppState>,
-    pending: PendingLogin,
 ) -> Result<HttpResponse, AppError> {
     let session = &pending.session;
     let again = |status: StatusCode, message: &str| {

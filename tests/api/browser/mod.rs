@@ -1,0 +1,490 @@
+//! Browser-driven end-to-end tests: Debian's Chromium, driven through
+//! chromedriver by `thirtyfour`, against the real server of `TestApp::spawn()`.
+//!
+//! Every page of a journey is audited with axe-core (fetched from the npm
+//! registry into `target/axe/`, never committed) and saved as a PNG under
+//! `target/screenshots/<test>/`. `scripts/screenshots` sets
+//! `LATCHKEY_DOCS_SCREENSHOTS` to also write the pictures the README shows.
+//!
+//! Without chromium/chromedriver the tests say so and pass, except in CI
+//! (`CI` set), where a browser test that cannot run is a failure.
+
+mod journey;
+mod keyboard;
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, Once};
+use std::time::Duration;
+
+use thirtyfour::extensions::query::ElementPollerWithTimeout;
+use thirtyfour::prelude::*;
+use tokio::sync::Mutex;
+
+/// One Chromium at a time: the machines this runs on have two cores.
+static ONE_BROWSER: Mutex<()> = Mutex::const_new(());
+
+const INSTALL_HINT: &str = "sudo apt-get install -y chromium chromium-driver nodejs npm";
+
+/// The pictures `scripts/screenshots` copies to docs/screenshots (step → file).
+const DOC_SHOTS: &[(&str, &str)] = &[
+    ("login", "login"),
+    ("two-factor", "code-prompt"),
+    ("mfa-setup", "mfa-setup"),
+    ("recovery-codes", "recovery-codes"),
+    ("mfa-enabled", "mfa-enabled"),
+];
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+fn on_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+struct Tools {
+    chromium: PathBuf,
+    chromedriver: PathBuf,
+}
+
+/// The browser and its driver (`LATCHKEY_CHROMIUM` / `LATCHKEY_CHROMEDRIVER`
+/// override the search on `PATH`), plus npm unless axe-core is already here.
+fn find_tools() -> Result<Tools, String> {
+    let from_env = |var: &str| std::env::var_os(var).map(PathBuf::from);
+    let chromium =
+        from_env("LATCHKEY_CHROMIUM").or_else(|| on_path(&["chromium", "chromium-browser", "google-chrome"]));
+    let chromedriver = from_env("LATCHKEY_CHROMEDRIVER").or_else(|| on_path(&["chromedriver"]));
+    let mut missing = vec![];
+    if chromium.is_none() {
+        missing.push("chromium");
+    }
+    if chromedriver.is_none() {
+        missing.push("chromedriver");
+    }
+    if !axe_path().is_file() && on_path(&["npm"]).is_none() {
+        missing.push("npm (to fetch axe-core)");
+    }
+    match (chromium, chromedriver) {
+        (Some(chromium), Some(chromedriver)) if missing.is_empty() => Ok(Tools { chromium, chromedriver }),
+        _ => Err(missing.join(", ")),
+    }
+}
+
+/// The tools, or `None` after saying clearly that this test was skipped.
+/// In CI a missing browser fails the test instead.
+fn tools_or_skip(test: &str) -> Option<Tools> {
+    match find_tools() {
+        Ok(tools) => Some(tools),
+        Err(missing) if in_ci() => {
+            panic!("browser test {test} cannot run in CI: {missing} not found. Install with: {INSTALL_HINT}")
+        }
+        Err(missing) => {
+            static SAID: Once = Once::new();
+            SAID.call_once(|| {
+                // Straight to stderr, past the test harness's output capture.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\nSKIPPED: the browser tests need {missing}, which this machine lacks.\n         \
+                     Install with: {INSTALL_HINT}\n"
+                );
+            });
+            None
+        }
+    }
+}
+
+fn axe_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("LATCHKEY_AXE_JS") {
+        return PathBuf::from(p);
+    }
+    manifest_dir().join("target/axe/package/axe.min.js")
+}
+
+/// axe-core's source, fetched once with `npm pack axe-core@4` into target/axe.
+fn axe_source() -> String {
+    static FETCH: StdMutex<()> = StdMutex::new(());
+    let _once = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    let path = axe_path();
+    if !path.is_file() {
+        let dir = manifest_dir().join("target/axe");
+        std::fs::create_dir_all(&dir).expect("create target/axe");
+        let out = Command::new("npm")
+            .args(["pack", "axe-core@4", "--silent", "--pack-destination"])
+            .arg(&dir)
+            .output()
+            .expect("run npm pack axe-core@4");
+        assert!(
+            out.status.success(),
+            "npm pack axe-core@4 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tarball = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_string();
+        let status = Command::new("tar")
+            .arg("-xzf")
+            .arg(dir.join(&tarball))
+            .arg("-C")
+            .arg(&dir)
+            .status()
+            .expect("run tar");
+        assert!(status.success(), "could not unpack {tarball}");
+    }
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// chromedriver on a port of its own choosing; killed (with its process
+/// group, so any Chromium it left behind too) when dropped — also when the
+/// test panics.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    fn start(binary: &Path) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(binary)
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Read the port from the banner, then keep draining the pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let port = line
+                    .strip_prefix("ChromeDriver was started successfully on port ")
+                    .and_then(|rest| rest.trim_end_matches('.').parse::<u16>().ok());
+                if let Some(port) = port {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(port);
+                    }
+                }
+            }
+        });
+        let mut guard = Self {
+            child,
+            url: String::new(),
+        };
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("chromedriver reports its port");
+        guard.url = format!("http://127.0.0.1:{port}");
+        guard
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let pgid = self.child.id();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a browser test runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Js {
+    On,
+    Off,
+}
+
+/// A browser on a page of the app under test, with the checks every page gets.
+pub struct Ui {
+    pub driver: WebDriver,
+    pub base: String,
+    pub js: Js,
+    test: String,
+    step: AtomicUsize,
+    axe: Arc<String>,
+    shots: PathBuf,
+    docs: Option<PathBuf>,
+}
+
+/// Run `body` in a fresh Chromium (own profile, 1200×900 window) against
+/// the server at `base`. Skips (or fails in CI) when no browser is installed.
+/// The WebDriver session is quit and chromedriver killed however `body` ends.
+pub async fn with_browser<F, Fut>(test: &str, base: &str, js: Js, body: F)
+where
+    F: FnOnce(Arc<Ui>) -> Fut,
+    Fut: Future<Output = WebDriverResult<()>>,
+{
+    let Some(tools) = tools_or_skip(test) else {
+        return;
+    };
+    let _one_at_a_time = ONE_BROWSER.lock().await;
+    let axe = Arc::new(tokio::task::spawn_blocking(axe_source).await.expect("axe-core"));
+    let chromedriver = ChromeDriver::start(&tools.chromedriver);
+    let profile = tempfile::tempdir().expect("profile dir");
+
+    let mut caps = DesiredCapabilities::chrome();
+    caps.set_binary(tools.chromium.to_str().expect("UTF-8 path")).unwrap();
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        "--window-size=1200,900",
+        "--lang=en-US",
+    ] {
+        caps.add_arg(arg).unwrap();
+    }
+    caps.add_arg(&format!("--user-data-dir={}", profile.path().display()))
+        .unwrap();
+    if js == Js::Off {
+        caps.add_experimental_option(
+            "prefs",
+            serde_json::json!({ "profile.managed_default_content_settings.javascript": 2 }),
+        )
+        .unwrap();
+    }
+    let driver = WebDriver::new(&chromedriver.url, caps)
+        .await
+        .expect("chromedriver starts a Chromium session");
+    // Element queries wait up to 10 s, looking every 50 ms.
+    driver.set_poller(Arc::new(ElementPollerWithTimeout::new(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+    )));
+
+    let suffix = if js == Js::Off { "-nojs" } else { "" };
+    let shots = manifest_dir().join(format!("target/screenshots/{test}{suffix}"));
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let docs = match js {
+        Js::On => std::env::var_os("LATCHKEY_DOCS_SCREENSHOTS").map(PathBuf::from),
+        Js::Off => None,
+    };
+    let ui = Arc::new(Ui {
+        driver: driver.clone(),
+        base: base.to_string(),
+        js,
+        test: format!("{test}{suffix}"),
+        step: AtomicUsize::new(0),
+        axe,
+        shots,
+        docs,
+    });
+    // run_and_quit quits the session after success, error or panic.
+    let outcome = driver.run_and_quit(|_| body(ui)).await;
+    drop(chromedriver);
+    if let Err(e) = outcome {
+        panic!("browser test {test} ({js:?}) failed: {e:?}");
+    }
+}
+
+/// One axe-core finding, as axe reports it.
+#[derive(serde::Deserialize, Debug)]
+struct Violation {
+    id: String,
+    impact: Option<String>,
+    help: String,
+    #[serde(rename = "helpUrl")]
+    help_url: String,
+    nodes: Vec<ViolationNode>,
+}
+
+#[derive(serde::Deserialize, Debug)]
+struct ViolationNode {
+    target: serde_json::Value,
+    html: String,
+    #[serde(rename = "failureSummary")]
+    failure_summary: Option<String>,
+}
+
+impl Ui {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn goto(&self, path: &str) -> WebDriverResult<()> {
+        self.driver.goto(self.url(path)).await
+    }
+
+    /// The element with this id, waiting for it to appear.
+    pub async fn el(&self, id: &str) -> WebDriverResult<WebElement> {
+        self.driver.query(By::Id(id)).desc(id).first().await
+    }
+
+    pub async fn click(&self, id: &str) -> WebDriverResult<()> {
+        self.el(id).await?.click().await
+    }
+
+    /// Clear the field and type `text` into it.
+    pub async fn type_into(&self, id: &str, text: &str) -> WebDriverResult<()> {
+        let field = self.el(id).await?;
+        field.clear().await?;
+        field.send_keys(text).await
+    }
+
+    pub async fn text(&self, id: &str) -> WebDriverResult<String> {
+        Ok(self.el(id).await?.text().await?.trim().to_string())
+    }
+
+    pub async fn exists(&self, id: &str) -> WebDriverResult<bool> {
+        self.driver.query(By::Id(id)).nowait().exists().await
+    }
+
+    /// The path of the current page.
+    pub async fn path(&self) -> WebDriverResult<String> {
+        Ok(self.driver.current_url().await?.path().to_string())
+    }
+
+    /// The checks every page of a journey gets: a screenshot, then axe-core
+    /// (no serious or critical violations) and a label for every field.
+    pub async fn check_page(&self, step: &str) -> WebDriverResult<()> {
+        self.screenshot(step).await?;
+        self.audit(step).await
+    }
+
+    pub async fn screenshot(&self, step: &str) -> WebDriverResult<()> {
+        let n = self.step.fetch_add(1, Ordering::SeqCst) + 1;
+        let png = self.driver.screenshot_as_png().await?;
+        let file = self.shots.join(format!("{n:02}-{step}.png"));
+        std::fs::write(&file, &png).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+        let doc_name = DOC_SHOTS.iter().find(|(s, _)| *s == step).map(|(_, name)| name);
+        if let (Some(docs), Some(name)) = (&self.docs, doc_name) {
+            std::fs::create_dir_all(docs).expect("docs screenshot dir");
+            std::fs::write(docs.join(format!("{name}.png")), &png).expect("write docs screenshot");
+        }
+        Ok(())
+    }
+
+    /// Inject axe-core into the page; its serious and critical findings.
+    async fn axe_violations(&self) -> WebDriverResult<Vec<Violation>> {
+        // With JavaScript switched off the page gets no timers, and axe
+        // needs setTimeout: run its callbacks as microtasks instead (there
+        // are no page scripts to disturb).
+        let timers = match self.js {
+            Js::On => "",
+            Js::Off => {
+                "window.setTimeout = function (f) { var a = [].slice.call(arguments, 2); \
+                 Promise.resolve().then(function () { f.apply(null, a); }); return 0; };\n\
+                 window.clearTimeout = function () {};\n"
+            }
+        };
+        let script = format!(
+            "{timers}{}\n;var done = arguments[arguments.length - 1];\n\
+             axe.run(document, {{ resultTypes: ['violations'] }})\n\
+               .then(function (r) {{ done(JSON.stringify(r.violations)); }},\n\
+                     function (e) {{ done(JSON.stringify({{ error: String(e) }})); }});",
+            self.axe
+        );
+        let ret = self.driver.execute_async(script, Vec::new()).await?;
+        let json: String = ret.convert()?;
+        let found: Vec<Violation> =
+            serde_json::from_str(&json).unwrap_or_else(|_| panic!("axe-core did not run: {json}"));
+        Ok(found
+            .into_iter()
+            .filter(|v| matches!(v.impact.as_deref(), Some("serious" | "critical")))
+            .collect())
+    }
+
+    /// Inject axe-core into the page and fail on serious or critical findings.
+    pub async fn audit(&self, step: &str) -> WebDriverResult<()> {
+        let page = self.path().await?;
+        let serious = self.axe_violations().await?;
+        if !serious.is_empty() {
+            let mut report = format!(
+                "axe-core found {} serious/critical accessibility problem(s) on {page} (step {step} of {}):\n",
+                serious.len(),
+                self.test
+            );
+            for v in &serious {
+                report += &format!(
+                    "\n  [{}] {} — {}\n    {}\n",
+                    v.impact.as_deref().unwrap_or("?"),
+                    v.id,
+                    v.help,
+                    v.help_url
+                );
+                for node in &v.nodes {
+                    report += &format!("    at {}: {}\n", node.target, node.html);
+                    if let Some(summary) = &node.failure_summary {
+                        for line in summary.lines() {
+                            report += &format!("       {line}\n");
+                        }
+                    }
+                }
+            }
+            panic!("{report}");
+        }
+        // Every form field has a label (axe checks this too; this says it
+        // in our own words).
+        let unlabelled = self.unlabelled_fields().await?;
+        assert!(
+            unlabelled.is_empty(),
+            "fields without a label on {page}: {unlabelled:?}"
+        );
+        Ok(())
+    }
+
+    /// The markup of every non-hidden form field that has no label.
+    async fn unlabelled_fields(&self) -> WebDriverResult<Vec<String>> {
+        self.driver
+            .execute(
+                "return Array.from(document.querySelectorAll('input, select, textarea'))\
+                   .filter(function (f) { return f.type !== 'hidden' && f.labels.length === 0 \
+                     && !f.getAttribute('aria-label') && !f.getAttribute('aria-labelledby'); })\
+                   .map(function (f) { return f.outerHTML; });",
+                Vec::new(),
+            )
+            .await?
+            .convert()
+    }
+}
+
+/// The audit itself can fail: a page with real problems is caught.
+#[tokio::test]
+async fn browser_the_audit_catches_real_problems() {
+    with_browser("audit-self-test", "about:blank", Js::On, |ui| async move {
+        ui.driver
+            .goto(
+                "data:text/html,<!doctype html><html lang=en><title>Bad</title><main><h1>Bad</h1>\
+                 <p class=faint>Faint text</p><input name=nameless>\
+                 <style>.faint { color: %23cccccc; background: %23ffffff; }</style></main></html>",
+            )
+            .await?;
+        let ids: Vec<String> = ui.axe_violations().await?.into_iter().map(|v| v.id).collect();
+        assert!(ids.contains(&"color-contrast".to_string()), "{ids:?}");
+        assert!(ids.contains(&"label".to_string()), "{ids:?}");
+        assert_eq!(
+            ui.unlabelled_fields().await?,
+            vec!["<input name=\"nameless\">".to_string()]
+        );
+        Ok(())
+    })
+    .await;
+}
