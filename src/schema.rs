@@ -83,4 +83,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     throttles,
     setup_tokens,
     security_events,
+    server_keys,
 );
+
+diesel::table! {
+    server_keys (key_id) {
+        key_id -> Text,
+        fingerprint -> Text,
+        created_at -> BigInt,
+    }
+}

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::config::Config;
 use crate::core::keys::Keyring;
 use crate::core::password;
-use crate::db::{Db, sessions, setup};
+use crate::db::{Db, server_keys, sessions, setup};
 use crate::web::error::{AppError, not_found};
 use crate::web::session::{DbSessionStore, IDLE_SECONDS};
 use crate::web::{AppState, middleware, routes};
@@ -32,6 +32,19 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = Db::open(&config.database_url)?;
         let keys = Arc::new(Keyring::load_or_create(&config.key_file).context("cannot load the server key")?);
+        let fingerprints = keys.fingerprints();
+        let now = config.clock.now();
+        let mismatch = db
+            .run(move |c| server_keys::check_and_record(c, &fingerprints, now))
+            .await?;
+        if let Some(m) = mismatch {
+            anyhow::bail!(
+                "the key file {} holds a key `{}` that differs from the key of that id which wrote this database; \
+                 every instance must use the same key file (see README, \"Running several instances\")",
+                config.key_file.display(),
+                m.key_id
+            );
+        }
         let cost = config.bcrypt_cost;
         let dummy_hash = web::block(move || password::dummy_hash(cost)).await?;
         let listener = TcpListener::bind(&config.bind).with_context(|| format!("cannot listen on {}", config.bind))?;

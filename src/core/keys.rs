@@ -226,6 +226,15 @@ impl Keyring {
         mac.finalize().into_bytes().into()
     }
 
+    /// (key id, fingerprint) of every key: a MAC of a constant, which tells
+    /// whether two key files hold the same key without revealing it.
+    pub fn fingerprints(&self) -> Vec<(String, String)> {
+        self.keys
+            .iter()
+            .map(|k| (k.id.clone(), hex(&Self::subkey(&k.master, "fingerprint")[..16])))
+            .collect()
+    }
+
     /// 64 bytes for the session cookie's signing and encryption.
     pub fn cookie_key_material(&self) -> [u8; 64] {
         let a = Self::subkey(&self.active().master, "cookie-a");
@@ -357,6 +366,15 @@ mod tests {
                 Err(KeyError::Permissions { .. })
             ));
         }
+    }
+
+    #[test]
+    fn fingerprints_tell_keys_apart() {
+        let a = Keyring::parse(&format!("k1 {}", STANDARD.encode([1u8; 32])), "t").unwrap();
+        let b = Keyring::parse(&format!("k1 {}", STANDARD.encode([2u8; 32])), "t").unwrap();
+        assert_eq!(a.fingerprints(), a.fingerprints());
+        assert_ne!(a.fingerprints(), b.fingerprints());
+        assert_eq!(a.fingerprints()[0].0, "k1");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 pub mod events;
 pub mod mfa;
+pub mod server_keys;
 pub mod sessions;
 pub mod setup;
 pub mod throttles;

@@ -176,3 +176,23 @@ async fn instances_starting_together_migrate_once() {
         assert_eq!(resp.status(), StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn an_instance_with_another_key_refuses_to_start() {
+    let app = TestApp::spawn().await;
+    let mut config = app.config.clone();
+    let other_key = app.dir.path().join("other.key");
+    config.key_file = other_key.clone();
+    let err = latchkey::startup::Application::build(config)
+        .await
+        .err()
+        .expect("refused");
+    let message = format!("{err:#}");
+    assert!(message.contains("same key file"), "{message}");
+    // The shared key still works for a second instance.
+    let b = app.another_instance().await;
+    assert_eq!(
+        reqwest::get(format!("{b}/healthz")).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
