@@ -11,6 +11,7 @@ diesel::table! {
         totp_secret_sealed -> Nullable<Text>,
         totp_enabled_at -> Nullable<BigInt>,
         totp_last_step -> Nullable<BigInt>,
+        must_change_password -> Bool,
     }
 }
 
@@ -84,6 +85,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     setup_tokens,
     security_events,
     server_keys,
+    settings,
 );
 
 diesel::table! {
@@ -91,5 +93,13 @@ diesel::table! {
         key_id -> Text,
         fingerprint -> Text,
         created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    settings (name) {
+        name -> Text,
+        value -> Text,
+        updated_at -> BigInt,
     }
 }

@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod keys;
 pub mod password;
+pub mod policy;
 pub mod qr;
 pub mod recovery;
 pub mod throttle;

@@ -23,6 +23,12 @@ pub enum Kind {
     PasswordChanged,
     SudoFailed,
     LoggedOut,
+    SessionsRevoked,
+    AdminCreatedUser,
+    AdminUnlocked,
+    AdminGranted,
+    AdminRevoked,
+    PolicyChanged,
 }
 
 impl Kind {
@@ -43,6 +49,67 @@ impl Kind {
             Self::PasswordChanged => "password_changed",
             Self::SudoFailed => "sudo_failed",
             Self::LoggedOut => "logged_out",
+            Self::SessionsRevoked => "sessions_revoked",
+            Self::AdminCreatedUser => "admin_created_user",
+            Self::AdminUnlocked => "admin_unlocked_account",
+            Self::AdminGranted => "admin_granted",
+            Self::AdminRevoked => "admin_revoked",
+            Self::PolicyChanged => "policy_changed",
+        }
+    }
+
+    pub const ALL: [Kind; 21] = [
+        Self::SetupCompleted,
+        Self::UserCreated,
+        Self::LoginSucceeded,
+        Self::LoginFailed,
+        Self::LoginThrottled,
+        Self::SecondFactorFailed,
+        Self::SecondFactorLocked,
+        Self::RecoveryCodeUsed,
+        Self::MfaEnabled,
+        Self::MfaDisabled,
+        Self::MfaResetByAdmin,
+        Self::RecoveryCodesRegenerated,
+        Self::PasswordChanged,
+        Self::SudoFailed,
+        Self::LoggedOut,
+        Self::SessionsRevoked,
+        Self::AdminCreatedUser,
+        Self::AdminUnlocked,
+        Self::AdminGranted,
+        Self::AdminRevoked,
+        Self::PolicyChanged,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::SetupCompleted => "First administrator created",
+            Self::UserCreated => "Account created",
+            Self::LoginSucceeded => "Signed in",
+            Self::LoginFailed => "Sign-in failed (wrong password)",
+            Self::LoginThrottled => "Sign-in refused (too many attempts)",
+            Self::SecondFactorFailed => "Wrong two-factor code",
+            Self::SecondFactorLocked => "Two-factor codes locked (too many wrong codes)",
+            Self::RecoveryCodeUsed => "Recovery code used",
+            Self::MfaEnabled => "Two-factor authentication turned on",
+            Self::MfaDisabled => "Two-factor authentication turned off",
+            Self::MfaResetByAdmin => "Two-factor authentication reset by an administrator",
+            Self::RecoveryCodesRegenerated => "New recovery codes generated",
+            Self::PasswordChanged => "Password changed",
+            Self::SudoFailed => "Password confirmation failed",
+            Self::LoggedOut => "Signed out",
+            Self::SessionsRevoked => "Other sessions signed out",
+            Self::AdminCreatedUser => "Account created by an administrator",
+            Self::AdminUnlocked => "Account unlocked by an administrator",
+            Self::AdminGranted => "Administrator rights granted",
+            Self::AdminRevoked => "Administrator rights removed",
+            Self::PolicyChanged => "Two-factor policy changed",
         }
     }
 }
@@ -79,6 +146,54 @@ fn truncate(s: &str, max: usize) -> &str {
         Some((i, _)) => &s[..i],
         None => s,
     }
+}
+
+/// One row of the security log, for display.
+#[derive(Clone, Debug, Queryable)]
+pub struct Row {
+    pub id: i64,
+    pub created_at: i64,
+    pub username: Option<String>,
+    pub kind: String,
+    pub client_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A page of events, newest first, filtered by user and kind; and the total.
+pub fn page(
+    c: &mut Conn,
+    user_id: Option<i64>,
+    kind: Option<Kind>,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<Row>, i64), DbError> {
+    let filtered = || {
+        let mut q = security_events::table.into_boxed();
+        if let Some(u) = user_id {
+            q = q.filter(security_events::user_id.eq(u));
+        }
+        if let Some(k) = kind {
+            q = q.filter(security_events::kind.eq(k.as_str()));
+        }
+        q
+    };
+    let total: i64 = filtered().count().get_result(c)?;
+    let rows = filtered()
+        .order(security_events::id.desc())
+        .offset(offset)
+        .limit(limit)
+        .select((
+            security_events::id,
+            security_events::created_at,
+            security_events::username,
+            security_events::kind,
+            security_events::client_address,
+            security_events::user_agent,
+            security_events::detail,
+        ))
+        .load(c)?;
+    Ok((rows, total))
 }
 
 /// (kind, user_id) of every event, oldest first — for tests and the admin view.

@@ -17,6 +17,7 @@ pub mod events;
 pub mod mfa;
 pub mod server_keys;
 pub mod sessions;
+pub mod settings;
 pub mod setup;
 pub mod throttles;
 pub mod users;

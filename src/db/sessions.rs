@@ -82,3 +82,13 @@ pub fn count_for_user(c: &mut Conn, user_id: i64, now: i64) -> Result<i64, DbErr
 pub fn delete_expired(c: &mut Conn, now: i64) -> Result<usize, DbError> {
     Ok(diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(c)?)
 }
+
+/// A user's live sessions: (state JSON, created, expires), newest first.
+pub fn list_for_user(c: &mut Conn, user_id: i64, now: i64) -> Result<Vec<(String, i64, i64)>, DbError> {
+    Ok(sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::expires_at.gt(now))
+        .order(sessions::expires_at.desc())
+        .select((sessions::state, sessions::created_at, sessions::expires_at))
+        .load(c)?)
+}

@@ -62,3 +62,49 @@ pub fn reset(c: &mut Conn, rule: &Rule, key: &str) -> Result<(), DbError> {
     diesel::delete(throttles::table.find((rule.scope, key))).execute(c)?;
     Ok(())
 }
+
+/// The latest lock on an account (password or second factor), if any.
+pub fn account_locked_until(c: &mut Conn, user_id: i64, username: &str, now: i64) -> Result<Option<i64>, DbError> {
+    use crate::core::throttle::{PASSWORD_ACCOUNT, SECOND_FACTOR_ACCOUNT};
+    let id_key = user_id.to_string();
+    let until: Option<i64> = throttles::table
+        .filter(
+            (throttles::scope
+                .eq(SECOND_FACTOR_ACCOUNT.scope)
+                .and(throttles::key.eq(&id_key)))
+            .or(throttles::scope
+                .eq(PASSWORD_ACCOUNT.scope)
+                .and(throttles::key.eq(username)))
+            .or(throttles::scope
+                .eq(crate::core::throttle::PASSWORD_ACCOUNT_ADDRESS.scope)
+                .and(throttles::key.like(format!("{}|%", like_escape(username))).escape('\\'))),
+        )
+        .select(diesel::dsl::max(throttles::locked_until))
+        .first(c)?;
+    Ok(until.filter(|u| *u > now))
+}
+
+/// Forget every failure counted against an account (an administrator's unlock).
+pub fn unlock_account(c: &mut Conn, user_id: i64, username: &str) -> Result<usize, DbError> {
+    use crate::core::throttle::{PASSWORD_ACCOUNT, PASSWORD_ACCOUNT_ADDRESS, SECOND_FACTOR_ACCOUNT};
+    let id_key = user_id.to_string();
+    Ok(diesel::delete(
+        throttles::table.filter(
+            (throttles::scope
+                .eq(SECOND_FACTOR_ACCOUNT.scope)
+                .and(throttles::key.eq(&id_key)))
+            .or(throttles::scope
+                .eq(PASSWORD_ACCOUNT.scope)
+                .and(throttles::key.eq(username)))
+            .or(throttles::scope
+                .eq(PASSWORD_ACCOUNT_ADDRESS.scope)
+                .and(throttles::key.like(format!("{}|%", like_escape(username))).escape('\\'))),
+        ),
+    )
+    .execute(c)?)
+}
+
+/// Escape LIKE's wildcards (`_` is legal in usernames).
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}

@@ -17,6 +17,7 @@ pub struct User {
     pub totp_secret_sealed: Option<String>,
     pub totp_enabled_at: Option<i64>,
     pub totp_last_step: Option<i64>,
+    pub must_change_password: bool,
 }
 
 impl User {
@@ -88,11 +89,72 @@ pub fn count(c: &mut Conn) -> Result<i64, DbError> {
     Ok(users::table.count().get_result(c)?)
 }
 
+/// Set a password the user chose (which also ends any "must change" state).
 pub fn set_password(c: &mut Conn, id: i64, hash: &str) -> Result<(), DbError> {
     diesel::update(users::table.find(id))
-        .set(users::password_hash.eq(hash))
+        .set((users::password_hash.eq(hash), users::must_change_password.eq(false)))
         .execute(c)?;
     Ok(())
+}
+
+/// Create an account with a temporary password, to be changed at first sign-in.
+pub fn create_with_temporary_password(
+    c: &mut Conn,
+    username: &str,
+    password_hash: &str,
+    is_admin: bool,
+    now: i64,
+) -> Result<User, CreateError> {
+    let mut user = create(c, username, password_hash, is_admin, now)?;
+    diesel::update(users::table.find(user.id))
+        .set(users::must_change_password.eq(true))
+        .execute(c)?;
+    user.must_change_password = true;
+    Ok(user)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AdminChange {
+    Done,
+    /// Refused: the last administrator cannot be demoted.
+    LastAdmin,
+    NoSuchUser,
+}
+
+/// Grant or remove admin rights, never removing the last administrator.
+pub fn set_admin(c: &mut Conn, id: i64, admin: bool) -> Result<AdminChange, DbError> {
+    c.transaction(|c| {
+        // Lock every administrator row first (PostgreSQL; SQLite takes its
+        // write lock here), so two admins demoting each other at once are
+        // serialised and the second sees the first one's change.
+        diesel::update(users::table.filter(users::is_admin.eq(true)))
+            .set(users::is_admin.eq(users::is_admin))
+            .execute(c)?;
+        if find(c, id)?.is_none() {
+            return Ok(AdminChange::NoSuchUser);
+        }
+        if !admin {
+            let others: i64 = users::table
+                .filter(users::is_admin.eq(true))
+                .filter(users::id.ne(id))
+                .count()
+                .get_result(c)?;
+            if others == 0 {
+                return Ok(AdminChange::LastAdmin);
+            }
+        }
+        diesel::update(users::table.find(id))
+            .set(users::is_admin.eq(admin))
+            .execute(c)?;
+        Ok(AdminChange::Done)
+    })
+}
+
+pub fn all(c: &mut Conn) -> Result<Vec<User>, DbError> {
+    Ok(users::table
+        .order(users::username.asc())
+        .select(User::as_select())
+        .load(c)?)
 }
 
 pub fn record_login(c: &mut Conn, id: i64, now: i64) -> Result<(), DbError> {

@@ -14,6 +14,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use super::AppState;
 use super::error::AppError;
 use super::session::{self, SessionExt, Stage, keys};
+use crate::core::policy::Standing;
 use crate::core::recovery::RecoveryCode;
 use crate::core::throttle::{self, Rule};
 use crate::core::totp::{TotpCode, TotpSecret};
@@ -95,10 +96,16 @@ fn return_path(req: &HttpRequest) -> Option<String> {
 }
 
 /// A fully signed-in user. Anyone else is sent to the login page.
+///
+/// Two obligations are enforced here, for every signed-in page at once: an
+/// account with a temporary password reaches only the password form, and an
+/// account past the 2FA policy's deadline reaches only the MFA setup.
 pub struct SignedIn {
     pub user: User,
     pub session: Session,
     pub password_at: i64,
+    /// A banner for every page (the 2FA policy's deadline).
+    pub notice: Option<String>,
 }
 
 impl SignedIn {
@@ -107,6 +114,17 @@ impl SignedIn {
         now - self.password_at <= session::SUDO_SECONDS
     }
 }
+
+/// Where a user with an obligation may still go.
+fn allowed_while(path: &str, prefixes: &[&str]) -> bool {
+    path == "/logout"
+        || prefixes
+            .iter()
+            .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}
+
+pub const CHANGE_PASSWORD_PATH: &str = "/settings/account/password";
+pub const MFA_PATH: &str = "/settings/account/mfa";
 
 impl FromRequest for SignedIn {
     type Error = AppError;
@@ -128,16 +146,63 @@ impl FromRequest for SignedIn {
                 session.purge();
                 return Err(login());
             }
-            let Some(user) = state.db.run(move |c| users::find(c, uid)).await? else {
+            let (user, policy) = state
+                .db
+                .run(move |c| Ok((users::find(c, uid)?, crate::db::settings::mfa_policy(c)?)))
+                .await?;
+            let Some(user) = user else {
                 session.purge();
                 return Err(login());
+            };
+            let path = req.path();
+            if user.must_change_password && !allowed_while(path, &[CHANGE_PASSWORD_PATH]) {
+                session.set_flash(session::Flash::info(
+                    "Your account has a temporary password. Choose your own password to continue.",
+                ));
+                return Err(AppError::Redirect(CHANGE_PASSWORD_PATH.into()));
+            }
+            let notice = match policy.standing(user.mfa_enabled(), user.created_at, now) {
+                Standing::Fine => None,
+                Standing::Grace { deadline } => Some(format!(
+                    "Your organisation requires two-factor authentication. Turn it on before {}.",
+                    crate::web::pages::format_time(deadline)
+                )),
+                Standing::Enforced => {
+                    if !allowed_while(path, &[MFA_PATH, CHANGE_PASSWORD_PATH]) {
+                        session.set_flash(session::Flash::error(
+                            "Your organisation requires two-factor authentication. Turn it on to continue.",
+                        ));
+                        return Err(AppError::Redirect(MFA_PATH.into()));
+                    }
+                    Some("Your organisation requires two-factor authentication: turn it on to continue.".into())
+                }
             };
             let password_at = session.int(keys::PASSWORD_AT);
             Ok(SignedIn {
                 user,
                 session,
                 password_at,
+                notice,
             })
+        })
+    }
+}
+
+/// A signed-in administrator. Anyone else signed in gets 403.
+pub struct Admin(pub SignedIn);
+
+impl FromRequest for Admin {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let signed_in = SignedIn::from_request(req, payload);
+        Box::pin(async move {
+            let me = signed_in.await?;
+            if !me.user.is_admin {
+                return Err(AppError::Forbidden("Only administrators can use this page.".into()));
+            }
+            Ok(Admin(me))
         })
     }
 }

@@ -35,6 +35,10 @@ pub enum AppError {
     Throttled { retry_after: i64, message: String },
     #[error("sign-in required")]
     LoginRequired { next: Option<String> },
+    /// Not an error for the visitor: they must go somewhere else first
+    /// (change a temporary password, turn on 2FA).
+    #[error("redirect to {0}")]
+    Redirect(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0:#}")]
@@ -82,7 +86,7 @@ impl ResponseError for AppError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::LoginRequired { .. } => StatusCode::SEE_OTHER,
+            Self::LoginRequired { .. } | Self::Redirect(_) => StatusCode::SEE_OTHER,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -98,6 +102,11 @@ impl ResponseError for AppError {
                 None => "/login".to_string(),
             };
             return HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish();
+        }
+        if let Self::Redirect(to) = self {
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, to.as_str()))
+                .finish();
         }
         let incident = match self {
             Self::Internal(e) => {
@@ -134,7 +143,7 @@ impl ResponseError for AppError {
                 "Something went wrong",
                 "An unexpected error occurred on our side. If it keeps happening, give your administrator the incident id below.",
             ),
-            Self::LoginRequired { .. } => unreachable!("handled above"),
+            Self::LoginRequired { .. } | Self::Redirect(_) => unreachable!("handled above"),
         };
         let page = ErrorPage {
             title,

@@ -17,6 +17,8 @@ pub enum Nav {
     Dashboard,
     Settings,
     AccountSettings,
+    AdminUsers,
+    AdminLog,
 }
 
 pub struct NavUser {
@@ -28,6 +30,8 @@ pub struct NavUser {
 /// in, and the asset paths.
 pub struct Page {
     pub title: String,
+    /// A banner on every page (the 2FA policy's deadline).
+    pub notice: Option<String>,
     pub csrf: String,
     pub flash: Option<Flash>,
     pub user: Option<NavUser>,
@@ -40,6 +44,7 @@ impl Page {
     pub fn new(req: &HttpRequest, session: &Session, user: Option<&User>, nav: Nav, title: &str) -> Self {
         Self {
             title: title.to_string(),
+            notice: None,
             csrf: super::forms::token(req),
             flash: session.take_flash(),
             user: user.map(|u| NavUser {
@@ -50,6 +55,13 @@ impl Page {
             css: super::assets::css_href(),
             js: super::assets::js_href(),
         }
+    }
+
+    /// A page for a signed-in user.
+    pub fn signed_in(req: &HttpRequest, me: &super::auth::SignedIn, nav: Nav, title: &str) -> Self {
+        let mut page = Self::new(req, &me.session, Some(&me.user), nav, title);
+        page.notice = me.notice.clone();
+        page
     }
 
     pub fn with_flash(mut self, flash: Flash) -> Self {
@@ -149,6 +161,8 @@ pub enum Tab {
     Profile,
     Password,
     Mfa,
+    Sessions,
+    SecurityLog,
 }
 
 #[derive(Template)]
@@ -215,6 +229,114 @@ pub struct SudoPage {
     pub tab: Tab,
     pub action: String,
     pub purpose: &'static str,
+}
+
+/// One account on the admin Users page.
+pub struct AdminUserRow {
+    pub id: i64,
+    pub username: String,
+    pub is_admin: bool,
+    pub is_self: bool,
+    pub must_change_password: bool,
+    pub mfa_since: Option<String>,
+    pub recovery_codes_left: i64,
+    pub last_login: Option<String>,
+    pub locked_until: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_users.html")]
+pub struct AdminUsersPage {
+    pub page: Page,
+    pub users: Vec<AdminUserRow>,
+    pub policy_required: bool,
+    pub policy_deadline: Option<String>,
+    pub grace_days: i64,
+    pub new_username: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_user_created.html")]
+pub struct AdminUserCreatedPage {
+    pub page: Page,
+    pub username: String,
+    pub is_admin: bool,
+    pub temporary_password: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_reset.html")]
+pub struct AdminResetPage {
+    pub page: Page,
+    pub id: i64,
+    pub username: String,
+}
+
+/// One security-log entry, for display.
+pub struct LogRow {
+    pub time: String,
+    pub username: String,
+    pub event: String,
+    pub address: String,
+    pub browser: String,
+    pub detail: String,
+}
+
+impl From<crate::db::events::Row> for LogRow {
+    fn from(r: crate::db::events::Row) -> Self {
+        Self {
+            time: format_time(r.created_at),
+            username: r.username.unwrap_or_default(),
+            event: crate::db::events::Kind::parse(&r.kind).map_or(r.kind.clone(), |k| k.describe().to_string()),
+            address: r.client_address.unwrap_or_else(|| "—".into()),
+            browser: r
+                .user_agent
+                .as_deref()
+                .map(super::session::describe_user_agent)
+                .unwrap_or_else(|| "—".into()),
+            detail: r.detail.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin_security_log.html")]
+pub struct SecurityLogPage {
+    pub page: Page,
+    pub admin_view: bool,
+    pub rows: Vec<LogRow>,
+    pub kinds: Vec<(&'static str, &'static str)>,
+    pub user_filter: String,
+    pub kind_filter: String,
+    pub page_no: i64,
+    pub pages: i64,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+    pub total: i64,
+}
+
+#[derive(Template)]
+#[template(path = "account_security_log.html")]
+pub struct AccountLogPage {
+    pub page: Page,
+    pub tab: Tab,
+    pub rows: Vec<LogRow>,
+}
+
+pub struct SessionRow {
+    pub browser: String,
+    pub address: String,
+    pub signed_in: String,
+    pub last_active: String,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account_sessions.html")]
+pub struct SessionsPage {
+    pub page: Page,
+    pub tab: Tab,
+    pub sessions: Vec<SessionRow>,
 }
 
 #[cfg(test)]

@@ -122,6 +122,10 @@ pub mod keys {
     pub const PENDING_FAILURES: &str = "pending_failures";
     pub const NEXT: &str = "next";
     pub const FLASH: &str = "flash";
+    /// A random public id for the sessions list (not the session key).
+    pub const SID: &str = "sid";
+    pub const ADDRESS: &str = "address";
+    pub const USER_AGENT: &str = "user_agent";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,7 +190,7 @@ pub trait SessionExt {
     fn set_flash(&self, flash: Flash);
     fn take_flash(&self) -> Option<Flash>;
     /// Replace the whole session with a fully signed-in one under a new key.
-    fn sign_in(&self, user_id: i64, now: i64, password_at: i64);
+    fn sign_in(&self, user_id: i64, now: i64, password_at: i64, address: &str, user_agent: Option<&str>);
     /// Replace the whole session with a pending-second-factor one under a new key.
     fn begin_second_factor(&self, user_id: i64, now: i64, next: Option<&str>);
 }
@@ -216,7 +220,7 @@ impl SessionExt for Session {
         f
     }
 
-    fn sign_in(&self, user_id: i64, now: i64, password_at: i64) {
+    fn sign_in(&self, user_id: i64, now: i64, password_at: i64, address: &str, user_agent: Option<&str>) {
         let flash = self.take_flash();
         self.clear();
         self.renew();
@@ -224,6 +228,11 @@ impl SessionExt for Session {
         let _ = self.insert(keys::STAGE, Stage::SignedIn);
         let _ = self.insert(keys::SIGNED_IN_AT, now);
         let _ = self.insert(keys::PASSWORD_AT, password_at);
+        let _ = self.insert(keys::SID, crate::core::keys::hex(&crate::core::random_bytes::<8>()));
+        let _ = self.insert(keys::ADDRESS, address);
+        if let Some(ua) = user_agent {
+            let _ = self.insert(keys::USER_AGENT, ua.chars().take(256).collect::<String>());
+        }
         if let Some(f) = flash {
             self.set_flash(f);
         }
@@ -263,6 +272,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn user_agents_read_well() {
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        assert_eq!(describe_user_agent(firefox), "Firefox on Linux");
+        let chrome_android =
+            "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36";
+        assert_eq!(describe_user_agent(chrome_android), "Chrome on Android");
+        let safari = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+        assert_eq!(describe_user_agent(safari), "Safari on iOS");
+        assert_eq!(describe_user_agent(""), "Unknown browser");
+    }
+
+    #[test]
+    fn session_info_reads_stored_state() {
+        let state =
+            r#"{"uid":"5","stage":"\"signed_in\"","signed_in_at":"100","sid":"\"ab\"","address":"\"10.0.0.1\""}"#;
+        let info = SessionInfo::from_state(state, 5000).unwrap();
+        assert_eq!(
+            (info.sid.as_str(), info.address.as_str(), info.signed_in_at),
+            ("ab", "10.0.0.1", 100)
+        );
+        assert_eq!(info.last_active, 5000 - IDLE_SECONDS);
+        assert!(SessionInfo::from_state(r#"{"stage":"\"pending\""}"#, 1).is_none());
+    }
+
+    #[test]
     fn next_must_stay_on_site() {
         assert_eq!(safe_next(Some("/settings/account")), Some("/settings/account".into()));
         assert_eq!(safe_next(Some("/x?y=1")), Some("/x?y=1".into()));
@@ -281,5 +315,74 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
         }
         assert_eq!(safe_next(None), None);
+    }
+}
+
+/// One of a user's sessions, as the Sessions tab shows it.
+#[derive(Debug)]
+pub struct SessionInfo {
+    pub sid: String,
+    pub browser: String,
+    pub address: String,
+    pub signed_in_at: i64,
+    pub last_active: i64,
+}
+
+impl SessionInfo {
+    /// Read a stored state (actix-session keeps each value JSON-encoded).
+    /// `None` for sessions that are not signed in.
+    pub fn from_state(state: &str, expires_at: i64) -> Option<Self> {
+        let map: State = serde_json::from_str(state).ok()?;
+        let text = |k: &str| map.get(k).and_then(|v| serde_json::from_str::<String>(v).ok());
+        let int = |k: &str| map.get(k).and_then(|v| v.parse::<i64>().ok());
+        if map.get(keys::STAGE).and_then(|v| serde_json::from_str::<Stage>(v).ok()) != Some(Stage::SignedIn) {
+            return None;
+        }
+        Some(Self {
+            sid: text(keys::SID).unwrap_or_default(),
+            browser: describe_user_agent(text(keys::USER_AGENT).as_deref().unwrap_or("")),
+            address: text(keys::ADDRESS).unwrap_or_else(|| "unknown".into()),
+            signed_in_at: int(keys::SIGNED_IN_AT).unwrap_or(0),
+            // The idle deadline moves with every request.
+            last_active: expires_at - IDLE_SECONDS,
+        })
+    }
+}
+
+/// "Firefox on Linux", "Chrome on Android"… from a User-Agent header. A rough
+/// reading by hand: enough to recognise one's own devices, and no dependency
+/// on a large, frequently updated user-agent database.
+pub fn describe_user_agent(ua: &str) -> String {
+    let browser = if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("Firefox/") {
+        "Firefox"
+    } else if ua.contains("Chrome/") || ua.contains("Chromium/") {
+        "Chrome"
+    } else if ua.contains("Safari/") {
+        "Safari"
+    } else if ua.starts_with("curl/") {
+        "curl"
+    } else if ua.is_empty() {
+        return "Unknown browser".into();
+    } else {
+        "Other browser"
+    };
+    let os = if ua.contains("Android") {
+        Some("Android")
+    } else if ua.contains("iPhone") || ua.contains("iPad") {
+        Some("iOS")
+    } else if ua.contains("Windows") {
+        Some("Windows")
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        Some("macOS")
+    } else if ua.contains("Linux") || ua.contains("X11") {
+        Some("Linux")
+    } else {
+        None
+    };
+    match os {
+        Some(os) => format!("{browser} on {os}"),
+        None => browser.to_string(),
     }
 }

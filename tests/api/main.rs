@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin;
 mod browser;
 mod cli;
 mod input;

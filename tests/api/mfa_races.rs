@@ -62,7 +62,10 @@ async fn one_recovery_code_twenty_times_at_once_succeeds_once() {
     let wins = statuses.iter().filter(|s| **s == StatusCode::SEE_OTHER).count();
     assert_eq!(wins, 1, "{statuses:?}");
     // A spent recovery code is a wrong code: after five, the lock answers.
-    assert!(statuses.iter().all(|s| matches!(s.as_u16(), 303 | 401 | 429)), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| matches!(s.as_u16(), 303 | 401 | 429)),
+        "{statuses:?}"
+    );
     let uid = app.user("alice").await.id;
     let left = app
         .db

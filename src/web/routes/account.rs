@@ -13,14 +13,15 @@ use crate::web::auth::{Client, PasswordCheck, SignedIn, check_password};
 use crate::web::error::AppError;
 use crate::web::forms::Posted;
 use crate::web::pages::{
-    DashboardPage, Nav, Page, PasswordPage, ProfilePage, SettingsPage, Tab, format_time, ok, redirect, render,
+    AccountLogPage, DashboardPage, LogRow, Nav, Page, PasswordPage, ProfilePage, SessionRow, SessionsPage,
+    SettingsPage, Tab, format_time, ok, redirect, render,
 };
-use crate::web::session::{Flash, SessionExt, keys};
+use crate::web::session::{Flash, SessionExt, SessionInfo, keys};
 
 pub async fn dashboard(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let id = me.user.id;
     let left = state.db.run(move |c| mfa::remaining_recovery_codes(c, id)).await?;
-    let page = Page::new(&req, &me.session, Some(&me.user), Nav::Dashboard, "Dashboard");
+    let page = Page::signed_in(&req, &me, Nav::Dashboard, "Dashboard");
     ok(&DashboardPage {
         page,
         mfa_enabled: me.user.mfa_enabled(),
@@ -30,18 +31,12 @@ pub async fn dashboard(req: HttpRequest, me: SignedIn, state: web::Data<AppState
 }
 
 pub async fn settings(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, AppError> {
-    let page = Page::new(&req, &me.session, Some(&me.user), Nav::Settings, "Settings");
+    let page = Page::signed_in(&req, &me, Nav::Settings, "Settings");
     ok(&SettingsPage { page })
 }
 
 pub async fn profile(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, AppError> {
-    let page = Page::new(
-        &req,
-        &me.session,
-        Some(&me.user),
-        Nav::AccountSettings,
-        "My account settings",
-    );
+    let page = Page::signed_in(&req, &me, Nav::AccountSettings, "My account settings");
     ok(&ProfilePage {
         page,
         tab: Tab::Profile,
@@ -53,13 +48,7 @@ pub async fn profile(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, App
 }
 
 pub async fn password_form(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, AppError> {
-    let page = Page::new(
-        &req,
-        &me.session,
-        Some(&me.user),
-        Nav::AccountSettings,
-        "Change password",
-    );
+    let page = Page::signed_in(&req, &me, Nav::AccountSettings, "Change password");
     ok(&PasswordPage {
         page,
         tab: Tab::Password,
@@ -80,14 +69,8 @@ pub async fn change_password(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let again = |status: StatusCode, message: String| {
-        let page = Page::new(
-            &req,
-            &me.session,
-            Some(&me.user),
-            Nav::AccountSettings,
-            "Change password",
-        )
-        .with_flash(Flash::error(message));
+        let page =
+            Page::signed_in(&req, &me, Nav::AccountSettings, "Change password").with_flash(Flash::error(message));
         render(
             status,
             &PasswordPage {
@@ -151,4 +134,76 @@ pub async fn change_password(
         "Your password was changed. You were signed out everywhere else.",
     ));
     Ok(redirect("/settings/account/password"))
+}
+
+/// `GET /settings/account/sessions`: where this account is signed in.
+pub async fn sessions_tab(
+    req: HttpRequest,
+    me: SignedIn,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let (id, now) = (me.user.id, state.clock.now());
+    let rows = state.db.run(move |c| sessions::list_for_user(c, id, now)).await?;
+    let current = me.session.get::<String>(keys::SID).ok().flatten().unwrap_or_default();
+    let sessions = rows
+        .iter()
+        .filter_map(|(st, _, expires)| SessionInfo::from_state(st, *expires))
+        .map(|s| SessionRow {
+            current: !current.is_empty() && s.sid == current,
+            browser: s.browser,
+            address: s.address,
+            signed_in: format_time(s.signed_in_at),
+            last_active: format_time(s.last_active),
+        })
+        .collect();
+    ok(&SessionsPage {
+        page: Page::signed_in(&req, &me, Nav::AccountSettings, "Sessions"),
+        tab: Tab::Sessions,
+        sessions,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyForm {}
+
+/// `POST /settings/account/sessions/revoke-others`: every other session ends.
+pub async fn revoke_other_sessions(
+    Posted { who: me, form: _ }: Posted<SignedIn, EmptyForm>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let (id, now) = (me.user.id, state.clock.now());
+    let event = Client::of(&req).event(Kind::SessionsRevoked, Some(&me.user));
+    let ended = state
+        .db
+        .run(move |c| {
+            let ended = sessions::delete_for_user(c, id)?;
+            events::record(c, &event, now)?;
+            Ok(ended)
+        })
+        .await?;
+    // All rows went, this one included; it continues under a new key.
+    me.session.renew();
+    let others = ended.saturating_sub(1);
+    me.session.set_flash(Flash::success(format!(
+        "Signed out {others} other session{}.",
+        if others == 1 { "" } else { "s" }
+    )));
+    Ok(redirect("/settings/account/sessions"))
+}
+
+/// `GET /settings/account/security-log`: this account's recent events.
+pub async fn security_log_tab(
+    req: HttpRequest,
+    me: SignedIn,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let id = me.user.id;
+    let (rows, _) = state.db.run(move |c| events::page(c, Some(id), None, 0, 50)).await?;
+    ok(&AccountLogPage {
+        page: Page::signed_in(&req, &me, Nav::AccountSettings, "Security log"),
+        tab: Tab::SecurityLog,
+        rows: rows.into_iter().map(LogRow::from).collect(),
+    })
 }

@@ -107,7 +107,7 @@ pub async fn submit(
                 session.begin_second_factor(user.id, now, next.as_deref());
                 return Ok(redirect("/login/two-factor"));
             }
-            session.sign_in(user.id, now, now);
+            session.sign_in(user.id, now, now, &client.address, client.user_agent.as_deref());
             let event = client.event(Kind::LoginSucceeded, Some(&user));
             let id = user.id;
             state

@@ -30,7 +30,7 @@ const TITLE: &str = "Multi-factor authentication";
 const MAX_CODE_INPUT: usize = 64;
 
 fn page(req: &HttpRequest, me: &SignedIn) -> Page {
-    Page::new(req, &me.session, Some(&me.user), Nav::AccountSettings, TITLE)
+    Page::signed_in(req, me, Nav::AccountSettings, TITLE)
 }
 
 pub async fn tab(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {

@@ -1,6 +1,7 @@
 //! Routes by area. The paths are the contract of SPEC §5.2.
 
 mod account;
+mod admin;
 mod health;
 mod login;
 mod mfa;
@@ -36,7 +37,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(mfa::regenerate_codes),
         )
         .route("/settings/account/mfa/disable", web::get().to(mfa::disable_form))
-        .route("/settings/account/mfa/disable", web::post().to(mfa::disable));
+        .route("/settings/account/mfa/disable", web::post().to(mfa::disable))
+        .route("/settings/account/sessions", web::get().to(account::sessions_tab))
+        .route(
+            "/settings/account/sessions/revoke-others",
+            web::post().to(account::revoke_other_sessions),
+        )
+        .route(
+            "/settings/account/security-log",
+            web::get().to(account::security_log_tab),
+        )
+        .route("/admin/users", web::get().to(admin::list))
+        .route("/admin/users", web::post().to(admin::create))
+        .route("/admin/users/{id}/reset-mfa", web::get().to(admin::reset_form))
+        .route("/admin/users/{id}/reset-mfa", web::post().to(admin::reset))
+        .route("/admin/users/{id}/unlock", web::post().to(admin::unlock))
+        .route("/admin/users/{id}/admin", web::post().to(admin::set_admin))
+        .route("/admin/policy", web::post().to(admin::set_policy))
+        .route("/admin/security-log", web::get().to(admin::security_log));
 }
 
 pub use setup::token_hash as setup_token_hash;

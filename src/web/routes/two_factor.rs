@@ -56,7 +56,7 @@ pub async fn submit(
             let now = state.clock.now();
             let next = session.get::<String>(keys::NEXT).ok().flatten();
             let password_at = session.int(keys::PASSWORD_AT);
-            session.sign_in(user.id, now, password_at);
+            session.sign_in(user.id, now, password_at, &client.address, client.user_agent.as_deref());
             if check == FactorCheck::Recovery {
                 session.set_flash(Flash::info(
                     "You signed in with a recovery code. It cannot be used again; check how many you have left under Settings.",

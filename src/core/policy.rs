@@ -1,0 +1,73 @@
+//! The organisation's two-factor policy: "everyone must use 2FA", with a
+//! grace period.
+
+/// Default grace period when an administrator turns the policy on.
+pub const DEFAULT_GRACE_DAYS: i64 = 7;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MfaPolicy {
+    pub required: bool,
+    /// When the policy was turned on.
+    pub since: i64,
+    pub grace_days: i64,
+}
+
+/// Where a user stands under the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Nothing to do: no policy, or 2FA already on.
+    Fine,
+    /// 2FA must be turned on before `deadline`.
+    Grace { deadline: i64 },
+    /// Past the deadline without 2FA: only the MFA setup is reachable.
+    Enforced,
+}
+
+impl MfaPolicy {
+    /// A user's deadline: the grace period counts from when the policy was
+    /// turned on, or from when the account was created if that is later.
+    pub fn deadline_for(&self, user_created_at: i64) -> i64 {
+        self.since.max(user_created_at) + self.grace_days.max(0) * 86_400
+    }
+
+    pub fn standing(&self, has_mfa: bool, user_created_at: i64, now: i64) -> Standing {
+        if !self.required || has_mfa {
+            return Standing::Fine;
+        }
+        let deadline = self.deadline_for(user_created_at);
+        if now < deadline {
+            Standing::Grace { deadline }
+        } else {
+            Standing::Enforced
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_then_enforced() {
+        let p = MfaPolicy {
+            required: true,
+            since: 1_000,
+            grace_days: 7,
+        };
+        let deadline = 1_000 + 7 * 86_400;
+        assert_eq!(p.standing(false, 0, 2_000), Standing::Grace { deadline });
+        assert_eq!(p.standing(false, 0, deadline), Standing::Enforced);
+        assert_eq!(p.standing(true, 0, deadline + 1), Standing::Fine);
+        // A newer account gets its own full grace period.
+        assert_eq!(
+            p.standing(false, 500_000, deadline),
+            Standing::Grace {
+                deadline: 500_000 + 7 * 86_400
+            }
+        );
+        let off = MfaPolicy { required: false, ..p };
+        assert_eq!(off.standing(false, 0, deadline * 2), Standing::Fine);
+        let none = MfaPolicy { grace_days: 0, ..p };
+        assert_eq!(none.standing(false, 0, 1_000), Standing::Enforced);
+    }
+}

@@ -1,0 +1,48 @@
+//! Site-wide settings, one row per name.
+
+use diesel::prelude::*;
+
+use super::{Conn, DbError};
+use crate::core::policy::MfaPolicy;
+use crate::schema::settings;
+
+const MFA_REQUIRED: &str = "mfa_required";
+const MFA_REQUIRED_SINCE: &str = "mfa_required_since";
+const MFA_GRACE_DAYS: &str = "mfa_grace_days";
+
+fn get(c: &mut Conn, name: &str) -> Result<Option<String>, DbError> {
+    Ok(settings::table.find(name).select(settings::value).first(c).optional()?)
+}
+
+fn set(c: &mut Conn, name: &str, value: &str, now: i64) -> Result<(), DbError> {
+    let row = (
+        settings::name.eq(name),
+        settings::value.eq(value),
+        settings::updated_at.eq(now),
+    );
+    let update = (settings::value.eq(value), settings::updated_at.eq(now));
+    crate::on_backend!(c, |c| diesel::insert_into(settings::table)
+        .values(row)
+        .on_conflict(settings::name)
+        .do_update()
+        .set(update)
+        .execute(c))?;
+    Ok(())
+}
+
+pub fn mfa_policy(c: &mut Conn) -> Result<MfaPolicy, DbError> {
+    let num = |v: Option<String>| v.and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    Ok(MfaPolicy {
+        required: get(c, MFA_REQUIRED)?.as_deref() == Some("1"),
+        since: num(get(c, MFA_REQUIRED_SINCE)?),
+        grace_days: num(get(c, MFA_GRACE_DAYS)?),
+    })
+}
+
+pub fn set_mfa_policy(c: &mut Conn, policy: &MfaPolicy, now: i64) -> Result<(), DbError> {
+    c.transaction(|c| {
+        set(c, MFA_REQUIRED, if policy.required { "1" } else { "0" }, now)?;
+        set(c, MFA_REQUIRED_SINCE, &policy.since.to_string(), now)?;
+        set(c, MFA_GRACE_DAYS, &policy.grace_days.to_string(), now)
+    })
+}
