@@ -1,12 +1,12 @@
 //! The seed's journeys, clicked through in Chromium: first-run setup, enable
 //! 2FA, sign in with a code and with a recovery code, sudo mode, disable 2FA.
-//! Once with JavaScript and once without.
+//! With JavaScript, without it, and in the dark colour scheme.
 
 use std::sync::Arc;
 
 use thirtyfour::prelude::*;
 
-use super::{Js, Ui, with_browser};
+use super::{Mode, Ui, with_browser};
 use crate::helpers::{TestApp, oathtool, wrong_code};
 
 const ADMIN: &str = "root";
@@ -14,24 +14,27 @@ const ADMIN_PASSWORD: &str = "a long and quite good passphrase";
 
 #[tokio::test]
 async fn browser_journey_with_javascript() {
-    journey("journey", Js::On).await;
+    journey(Mode::Default).await;
 }
 
 #[tokio::test]
 async fn browser_journey_without_javascript() {
-    journey("journey", Js::Off).await;
+    journey(Mode::NoJs).await;
 }
 
-async fn journey(test: &str, js: Js) {
+/// The same journey in the dark colour scheme, so axe checks its contrast.
+#[tokio::test]
+async fn browser_journey_in_the_dark_theme() {
+    journey(Mode::Dark).await;
+}
+
+async fn journey(mode: Mode) {
     let app = Arc::new(TestApp::spawn().await);
     let setup_url = app.setup_url.clone().expect("an empty database arms a setup link");
     let base = app.base.clone();
-    with_browser(
-        test,
-        &base,
-        js,
-        move |ui| async move { walk(&app, &ui, &setup_url).await },
-    )
+    with_browser("journey", &base, mode, move |ui| async move {
+        walk(&app, &ui, &setup_url).await
+    })
     .await;
 }
 
@@ -62,6 +65,12 @@ async fn open_mfa_tab(ui: &Ui) -> WebDriverResult<()> {
 async fn walk(app: &TestApp, ui: &Ui, setup_url: &str) -> WebDriverResult<()> {
     // First start: the one-time link creates the administrator.
     ui.driver.goto(setup_url).await?;
+    let dark: bool = ui
+        .driver
+        .execute("return matchMedia('(prefers-color-scheme: dark)').matches;", Vec::new())
+        .await?
+        .convert()?;
+    assert_eq!(dark, ui.mode == Mode::Dark, "the colour scheme this run is about");
     ui.el("setup-submit").await?;
     ui.check_page("first-run-setup").await?;
     ui.type_into("username", ADMIN).await?;
@@ -110,7 +119,7 @@ async fn walk(app: &TestApp, ui: &Ui, setup_url: &str) -> WebDriverResult<()> {
     assert_eq!(codes.len(), 10, "{codes:?}");
     // The copy and print buttons are JavaScript's; the download link is not.
     let copy = ui.driver.find(By::Css("[data-copy-target='recovery-codes']")).await?;
-    assert_eq!(copy.is_displayed().await?, ui.js == Js::On);
+    assert_eq!(copy.is_displayed().await?, ui.mode != Mode::NoJs);
     assert!(ui.el("recovery-codes-download").await?.is_displayed().await?);
     ui.check_page("recovery-codes").await?;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use thirtyfour::prelude::*;
 
-use super::{Js, Ui, with_browser};
+use super::{Mode, Ui, with_browser};
 use crate::helpers::{PASSWORD, TestApp, enrol, oathtool, signed_in};
 
 /// Type `keys` as a keyboard would: into the focused element.
@@ -26,7 +26,7 @@ async fn browser_keyboard_only_sign_in_with_a_code() {
     let enrolled = enrol(&app, signed_in(&app, "kim").await).await;
     app.clock.advance(30);
     let base = app.base.clone();
-    with_browser("keyboard", &base, Js::On, move |ui| async move {
+    with_browser("keyboard", &base, Mode::Default, move |ui| async move {
         ui.goto("/login").await?;
         ui.el("login-submit").await?;
         ui.check_page("login").await?;
