@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod hostile;
+
 mod admin;
 mod browser;
 mod cli;
