@@ -103,6 +103,7 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
                 .wrap(from_fn(middleware::cross_site_guard))
                 .wrap(sessions)
+                .wrap(from_fn(middleware::storage_errors))
                 .wrap(from_fn(middleware::csrf_cookie))
                 .wrap(middleware::security_headers(https))
                 .configure(routes::configure)

@@ -257,7 +257,9 @@ impl Db {
                 DatabaseUrl::Postgres(_) => 10,
             })
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(10))
+            // Long enough for a busy moment, short enough that an outage answers
+            // with a 503 page rather than a hung request.
+            .connection_timeout(Duration::from_secs(5))
             .build(Manager { url: url.clone() })
             .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", url.backend()))?;
         Ok(Self {

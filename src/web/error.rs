@@ -157,6 +157,9 @@ impl ResponseError for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         ));
+        for (name, value) in super::middleware::SECURITY_HEADERS {
+            resp.insert_header((*name, *value));
+        }
         if let Self::Throttled { retry_after, .. } = self {
             resp.insert_header((header::RETRY_AFTER, retry_after.max(&1).to_string()));
         }

@@ -18,22 +18,31 @@ form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// every page (signed-in pages and pages with secrets must never be cached);
 /// static assets override it with their own long-lived value.
 pub fn security_headers(https: bool) -> DefaultHeaders {
-    let mut h = DefaultHeaders::new()
-        .add((header::CONTENT_SECURITY_POLICY, CSP))
-        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .add((header::REFERRER_POLICY, "same-origin"))
-        .add((header::X_FRAME_OPTIONS, "DENY"))
-        .add((
-            "Permissions-Policy",
-            "camera=(), microphone=(), geolocation=(), payment=()",
-        ))
-        .add(("Cross-Origin-Opener-Policy", "same-origin"))
-        .add((header::CACHE_CONTROL, "no-store"));
+    let mut h = DefaultHeaders::new();
+    for (name, value) in SECURITY_HEADERS {
+        h = h.add((*name, *value));
+    }
     if https {
         h = h.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
     }
     h
 }
+
+/// The headers every response carries (error responses add them themselves,
+/// since an error that escapes the middleware stack never passes through
+/// `DefaultHeaders`).
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("content-security-policy", CSP),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+    ("x-frame-options", "DENY"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=()",
+    ),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cache-control", "no-store"),
+];
 
 fn is_safe_method(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -90,4 +99,18 @@ pub async fn csrf_cookie(
         }
     }
     Ok(res)
+}
+
+/// An error that escapes the session middleware (its store could not load
+/// or save: the database is busy or gone) becomes our 503 page. It stays an
+/// error — a response would need the request, and cloning it before routing
+/// is not allowed — and `AppError::error_response` renders it, headers
+/// included.
+pub async fn storage_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    next.call(req)
+        .await
+        .map_err(|e| AppError::Unavailable(format!("session storage: {e:?}")).into())
 }

@@ -26,7 +26,7 @@ pub struct TestApp {
     pub database_url: String,
     pub config: Config,
     pub dir: TempDir,
-    _pg: Option<PgTestDatabase>,
+    pub pg: Option<PgTestDatabase>,
 }
 
 /// Which backend this run of the suite tests: SQLite unless
@@ -37,8 +37,8 @@ pub fn testing_postgres() -> bool {
 
 /// A fresh PostgreSQL database for one test, dropped afterwards.
 pub struct PgTestDatabase {
-    admin_url: String,
-    name: String,
+    pub admin_url: String,
+    pub name: String,
     pub url: String,
 }
 
@@ -127,7 +127,7 @@ impl TestApp {
             database_url,
             config,
             dir,
-            _pg: pg,
+            pg,
         }
     }
 

@@ -8,6 +8,7 @@ mod hostile;
 mod admin;
 mod browser;
 mod cli;
+mod faults;
 mod input;
 mod login;
 mod mfa;
