@@ -17,4 +17,5 @@ mod multi_instance;
 mod security;
 mod sessions;
 mod setup;
+mod shutdown;
 mod throttling;
