@@ -108,3 +108,36 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_and_is_canonical(input in "\\PC{0,40}") {
+            if let Some(code) = RecoveryCode::parse(&input) {
+                prop_assert_eq!(code.canonical().len(), LEN);
+                prop_assert_eq!(RecoveryCode::parse(&code.display()), Some(code));
+            }
+        }
+
+        /// Case, spaces and dashes never change which code was typed.
+        #[test]
+        fn case_spaces_and_dashes_are_ignored(idx in proptest::collection::vec(0usize..32, LEN), mask in proptest::collection::vec(0u8..4, LEN)) {
+            let canonical: String = idx.iter().map(|i| ALPHABET[*i] as char).collect();
+            let mut typed = String::new();
+            for (ch, m) in canonical.chars().zip(&mask) {
+                match m {
+                    0 => typed.push(ch),
+                    1 => typed.push(ch.to_ascii_lowercase()),
+                    2 => { typed.push(' '); typed.push(ch); }
+                    _ => { typed.push('-'); typed.push(ch.to_ascii_lowercase()); }
+                }
+            }
+            prop_assert_eq!(RecoveryCode::parse(&typed).map(|c| c.canonical().to_string()), Some(canonical));
+        }
+    }
+}

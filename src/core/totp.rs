@@ -219,3 +219,48 @@ mod tests {
         assert!(!u.contains('+'));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever comes in, parsing never panics, and it accepts exactly
+        /// the strings that are six ASCII digits once spaces and dashes go.
+        #[test]
+        fn parse_accepts_exactly_six_ascii_digits(input in "\\PC{0,20}") {
+            let cleaned: String = input.chars().filter(|c| *c != ' ' && *c != '-').collect();
+            let expected = cleaned.len() == 6 && cleaned.bytes().all(|b| b.is_ascii_digit());
+            prop_assert_eq!(TotpCode::parse(&input).is_some(), expected);
+        }
+
+        /// Any code survives any sprinkling of spaces and dashes.
+        #[test]
+        fn separators_do_not_matter(code in 0u32..1_000_000, seps in proptest::collection::vec(prop_oneof![Just(""), Just(" "), Just("-"), Just("  ")], 7)) {
+            let digits = format!("{code:06}");
+            let mut typed = String::new();
+            for (i, ch) in digits.chars().enumerate() {
+                typed.push_str(seps[i]);
+                typed.push(ch);
+            }
+            typed.push_str(seps[6]);
+            prop_assert_eq!(TotpCode::parse(&typed), TotpCode::parse(&digits));
+            prop_assert!(TotpCode::parse(&typed).is_some());
+        }
+
+        /// A code verifies exactly at the steps inside the window.
+        #[test]
+        fn verify_matches_the_window(secret in proptest::array::uniform20(any::<u8>()), t in 1_000_000i64..4_000_000_000, delta in -3i64..=3) {
+            let s = TotpSecret::from_bytes(&secret).unwrap();
+            let step = (step_of(t) as i64 + delta) as u64;
+            let code = TotpCode::parse(&s.code_at_step(step)).unwrap();
+            match s.verify(&code, t, 1) {
+                // A different step may share the code by chance; then it is that step.
+                Some(found) => prop_assert!(found.abs_diff(step_of(t)) <= 1),
+                None => prop_assert!(delta.abs() > 1),
+            }
+        }
+    }
+}

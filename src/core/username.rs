@@ -75,3 +75,22 @@ mod tests {
         assert!(Username::parse(&"a".repeat(64)).is_ok());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn accepted_names_are_safe(input in "\\PC{0,80}") {
+            if let Ok(name) = Username::parse(&input) {
+                let s = name.as_str();
+                prop_assert!(!s.is_empty() && s.len() <= MAX_LEN);
+                prop_assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)));
+                prop_assert!(!s.contains(':'));
+            }
+        }
+    }
+}

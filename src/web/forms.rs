@@ -284,3 +284,45 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Login {
+        username: String,
+        password: String,
+        next: Option<String>,
+    }
+
+    proptest! {
+        /// Any bytes at all: a parsed form or a 400, never a panic; and
+        /// every value that comes out is valid UTF-8 taken from the body.
+        #[test]
+        fn any_body_parses_or_is_refused(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            match parse_form::<Login>(&body) {
+                Ok(_) => {}
+                Err(AppError::BadRequest(_)) => {}
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+            let _ = parse_form::<HashMap<String, String>>(&body);
+        }
+
+        /// What serde_urlencoded writes, we read back exactly.
+        #[test]
+        fn round_trip(username in "\\PC{0,30}", password in "\\PC{0,30}") {
+            let body = serde_urlencoded::to_string([("username", &username), ("password", &password)]).unwrap();
+            let form: Login = parse_form(body.as_bytes()).unwrap();
+            prop_assert_eq!(form.username, username);
+            prop_assert_eq!(form.password, password);
+        }
+    }
+}
