@@ -20,6 +20,8 @@ use crate::soak::{Account, Tally, virtual_user_round};
 
 const USERS: usize = 16;
 
+/// The caller kills and waits for the child it gets back.
+#[allow(clippy::zombie_processes)]
 fn start_server(dir: &std::path::Path) -> (Child, String) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["serve", "--bind", "127.0.0.1:0", "--bcrypt-cost", "4"])

@@ -9,6 +9,7 @@
 //! Without chromium/chromedriver the tests say so and pass, except in CI
 //! (`CI` set), where a browser test that cannot run is a failure.
 
+mod admin;
 mod journey;
 mod keyboard;
 
