@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod crash;
 mod faults;
+mod fuzz_corpus;
 mod input;
 mod login;
 mod mfa;
