@@ -102,7 +102,7 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             let user =
                 users::find_by_name(&mut c, name.as_str())?.ok_or_else(|| anyhow::anyhow!("no user named `{name}`"))?;
             let was_on = mfa::disable(&mut c, user.id, None)?;
-            let ended = sessions::delete_for_user(&mut c, user.id)?;
+            let ended = sessions::revoke_all(&mut c, user.id, None)?.map_or(0, |(n, _)| n);
             if was_on {
                 events::record(&mut c, &cli_event(Kind::MfaResetByAdmin, &user), now)?;
                 println!(

@@ -12,6 +12,8 @@ diesel::table! {
         totp_enabled_at -> Nullable<BigInt>,
         totp_last_step -> Nullable<BigInt>,
         must_change_password -> Bool,
+        session_epoch -> BigInt,
+        recovery_codes_generation -> BigInt,
     }
 }
 

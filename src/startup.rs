@@ -46,7 +46,7 @@ impl Application {
             );
         }
         let cost = config.bcrypt_cost;
-        let dummy_hash = web::block(move || password::dummy_hash(cost)).await?;
+        let dummy_hash = crate::web::hashing::run(move || password::dummy_hash(cost)).await?;
         let listener = TcpListener::bind(&config.bind).with_context(|| format!("cannot listen on {}", config.bind))?;
         let address = listener.local_addr()?;
         let https = config.public_url.as_ref().is_some_and(|u| u.https);
@@ -69,6 +69,15 @@ impl Application {
             tracing::warn!("No users yet. Open this one-time link to create the first administrator: {url}");
         }
 
+        // Database calls run on each worker's blocking pool (`Db::run`). At
+        // actix's default (512 threads shared by the workers) a burst of
+        // requests made a thread per call, most of them only waiting for one
+        // of the pool's few connections: ~150 threads under load, their
+        // memory, and a context switch per wait. As many blocking threads
+        // as connections is enough; further calls wait in the queue, which
+        // costs nothing. (Password hashing has its own threads: `hashing`.)
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let blocking_threads = (db.max_connections() as usize).div_ceil(workers).max(2);
         let store = DbSessionStore {
             db,
             clock: config.clock.clone(),
@@ -109,6 +118,8 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })
+        .workers(workers)
+        .worker_max_blocking_threads(blocking_threads)
         .listen(listener)?
         .run();
 

@@ -6,8 +6,8 @@
 //! password counts. (The same construction Dropbox described; SHA-256 here
 //! only compresses, bcrypt still does the slow, salted work.)
 //!
-//! These functions are slow on purpose (~0.35 s at cost 12): call them on the
-//! blocking pool, never on an async worker.
+//! These functions are slow on purpose (~0.25 s at cost 12): the server calls
+//! them on its hashing threads (`web::hashing`), never on an async worker.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -57,6 +57,11 @@ pub fn verify(password: &str, stored: &str) -> bool {
     bcrypt::verify(prehash(password), stored).unwrap_or(false)
 }
 
+/// The cost a bcrypt hash was made with (`$2b$12$…` → 12).
+pub fn cost_of(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2).and_then(|c| c.parse().ok())
+}
+
 /// A hash of a random password with the given cost, checked against when the
 /// username is unknown so that the answer takes as long as for a real user.
 pub fn dummy_hash(cost: u32) -> String {
@@ -83,6 +88,12 @@ mod tests {
         assert!(verify("correct horse", &h));
         assert!(!verify("correct hors", &h));
         assert!(!verify("pw", &dummy_hash(4)));
+    }
+
+    #[test]
+    fn cost_is_read_from_the_hash() {
+        assert_eq!(cost_of(&hash("x", 5).unwrap()), Some(5));
+        assert_eq!(cost_of("garbage"), None);
     }
 
     #[test]

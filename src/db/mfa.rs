@@ -84,6 +84,7 @@ pub fn confirm_enrolment(
                 users::totp_secret_sealed.eq(secret_sealed),
                 users::totp_enabled_at.eq(now),
                 users::totp_last_step.eq(step),
+                users::recovery_codes_generation.eq(users::recovery_codes_generation + 1),
             ))
             .execute(c)?;
         if enabled != 1 {
@@ -157,18 +158,29 @@ pub fn remaining_recovery_codes(c: &mut Conn, user_id: i64) -> Result<i64, DbErr
 }
 
 /// Replace the user's recovery codes; `false` when 2FA is (no longer) on.
-pub fn replace_recovery_codes(c: &mut Conn, user_id: i64, code_hashes: &[String], now: i64) -> Result<bool, DbError> {
+pub fn replace_recovery_codes(
+    c: &mut Conn,
+    user_id: i64,
+    only_generation: Option<i64>,
+    code_hashes: &[String],
+    now: i64,
+) -> Result<bool, DbError> {
     c.transaction(|c| {
-        // A no-op conditional write first: it checks that 2FA is on and
-        // locks the user's row (PostgreSQL) or the database (SQLite) until
-        // the codes are in, so a concurrent disable waits for us or we for it.
-        let on = diesel::update(
-            users::table
-                .find(user_id)
-                .filter(users::totp_secret_sealed.is_not_null()),
-        )
-        .set(users::totp_enabled_at.eq(users::totp_enabled_at))
-        .execute(c)?;
+        // A conditional write first: it checks that 2FA is on (and, when
+        // given, that the codes are still the generation the user was
+        // looking at, so a double click cannot show a set that a slower
+        // twin then replaces), moves the generation on, and locks the user's
+        // row (PostgreSQL) or the database (SQLite) until the codes are in.
+        let target = users::table
+            .find(user_id)
+            .filter(users::totp_secret_sealed.is_not_null());
+        let bump = users::recovery_codes_generation.eq(users::recovery_codes_generation + 1);
+        let on = match only_generation {
+            Some(g) => diesel::update(target.filter(users::recovery_codes_generation.eq(g)))
+                .set(bump)
+                .execute(c)?,
+            None => diesel::update(target).set(bump).execute(c)?,
+        };
         if on != 1 {
             return Ok(false);
         }

@@ -252,10 +252,21 @@ impl Db {
             .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", url.backend()))?;
         migrate(&mut conn)?;
         let pool = Pool::builder()
+            // SQLite lets one connection write at a time, and a writer that
+            // finds the lock taken sleeps in its busy handler (1 ms, 2 ms,
+            // 5 ms…) while the lock soon sits idle. With 8 connections the
+            // second-factor step collided constantly (2,500 codes/s, p99
+            // 85 ms); with 2 — one writing, one reading beside it — it rarely
+            // does (3,200/s, p99 36 ms). docs/PERFORMANCE.md has the numbers.
             .max_size(match url {
-                DatabaseUrl::Sqlite(_) => 8,
+                DatabaseUrl::Sqlite(_) => 2,
                 DatabaseUrl::Postgres(_) => 10,
             })
+            // Checking a connection out ran `SELECT 1` first, once per
+            // database call. A PostgreSQL connection can break (a restart),
+            // so it keeps the check; an SQLite connection is a file handle
+            // that cannot, and skips it.
+            .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
             .min_idle(Some(1))
             // Long enough for a busy moment, short enough that an outage answers
             // with a 503 page rather than a hung request.
@@ -270,6 +281,11 @@ impl Db {
 
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// The most connections the pool opens: how many calls can run at once.
+    pub fn max_connections(&self) -> u32 {
+        self.pool.max_size()
     }
 
     pub fn conn(&self) -> Result<PooledConnection<Manager>, DbError> {

@@ -71,6 +71,32 @@ pub fn delete_for_user(c: &mut Conn, user_id: i64) -> Result<usize, DbError> {
     Ok(diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(c)?)
 }
 
+/// End every session of a user for good: the rows go, and the user's
+/// session epoch moves on, so a session that a concurrent request is
+/// writing right now (a sign-in that checked the old password, a re-keyed
+/// session) is refused on its next request. With `only_if_epoch`, only if
+/// the epoch is still that value — the caller's own session is still
+/// valid — else nothing happens and `None` comes back.
+/// Returns (sessions ended, the new epoch).
+pub fn revoke_all(c: &mut Conn, user_id: i64, only_if_epoch: Option<i64>) -> Result<Option<(usize, i64)>, DbError> {
+    use crate::schema::users;
+    c.transaction(|c| {
+        let bump = users::session_epoch.eq(users::session_epoch + 1);
+        let n = match only_if_epoch {
+            Some(e) => diesel::update(users::table.find(user_id).filter(users::session_epoch.eq(e)))
+                .set(bump)
+                .execute(c)?,
+            None => diesel::update(users::table.find(user_id)).set(bump).execute(c)?,
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let ended = delete_for_user(c, user_id)?;
+        let epoch: i64 = users::table.find(user_id).select(users::session_epoch).first(c)?;
+        Ok(Some((ended, epoch)))
+    })
+}
+
 pub fn count_for_user(c: &mut Conn, user_id: i64, now: i64) -> Result<i64, DbError> {
     Ok(sessions::table
         .filter(sessions::user_id.eq(user_id))

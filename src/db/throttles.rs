@@ -24,37 +24,94 @@ pub fn retry_after(c: &mut Conn, rule: &Rule, key: &str, now: i64) -> Result<Opt
     Ok(read(c, rule, key)?.and_then(|counter| rule.retry_after(&counter, now)))
 }
 
+/// Make sure the counter row exists, then lock it with a no-op update (on
+/// SQLite the first write takes the database's write lock), and read it.
+fn lock_row(c: &mut Conn, rule: &Rule, key: &str) -> Result<Option<Counter>, DbError> {
+    let empty = (
+        throttles::scope.eq(rule.scope),
+        throttles::key.eq(key),
+        throttles::failures.eq(0),
+        throttles::last_failure.eq(0_i64),
+        throttles::locked_until.eq(0_i64),
+    );
+    crate::on_backend!(c, |c| diesel::insert_into(throttles::table)
+        .values(empty)
+        .on_conflict((throttles::scope, throttles::key))
+        .do_nothing()
+        .execute(c))?;
+    diesel::update(throttles::table.find((rule.scope, key)))
+        .set(throttles::failures.eq(throttles::failures))
+        .execute(c)?;
+    Ok(read(c, rule, key)?.filter(|p| p.failures > 0 || p.locked_until > 0))
+}
+
+fn write(c: &mut Conn, rule: &Rule, key: &str, counter: &Counter) -> Result<(), DbError> {
+    diesel::update(throttles::table.find((rule.scope, key)))
+        .set((
+            throttles::failures.eq(i32::try_from(counter.failures).unwrap_or(i32::MAX)),
+            throttles::last_failure.eq(counter.last_failure),
+            throttles::locked_until.eq(counter.locked_until),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
 /// Count one failure, atomically with respect to every other writer, on
 /// this instance or another.
 pub fn record_failure(c: &mut Conn, rule: &Rule, key: &str, now: i64) -> Result<Counter, DbError> {
     c.transaction(|c| {
-        // Make sure the row exists, then lock it with a no-op update, so the
-        // read-compute-write below cannot interleave with another failure.
-        let empty = (
-            throttles::scope.eq(rule.scope),
-            throttles::key.eq(key),
-            throttles::failures.eq(0),
-            throttles::last_failure.eq(0_i64),
-            throttles::locked_until.eq(0_i64),
-        );
-        crate::on_backend!(c, |c| diesel::insert_into(throttles::table)
-            .values(empty)
-            .on_conflict((throttles::scope, throttles::key))
-            .do_nothing()
-            .execute(c))?;
-        diesel::update(throttles::table.find((rule.scope, key)))
-            .set(throttles::failures.eq(throttles::failures))
-            .execute(c)?;
-        let prev = read(c, rule, key)?.filter(|p| p.failures > 0);
-        let next = rule.record_failure(prev, now);
-        diesel::update(throttles::table.find((rule.scope, key)))
-            .set((
-                throttles::failures.eq(i32::try_from(next.failures).unwrap_or(i32::MAX)),
-                throttles::last_failure.eq(next.last_failure),
-                throttles::locked_until.eq(next.locked_until),
-            ))
-            .execute(c)?;
+        let next = rule.record_failure(lock_row(c, rule, key)?, now);
+        write(c, rule, key, &next)?;
         Ok(next)
+    })
+}
+
+/// Begin a guess (a password or a code) under every `(rule, key)`: if any of
+/// them is locked, nothing is counted and the longest wait comes back;
+/// otherwise the attempt is counted as a failure *now*, before the guess is
+/// checked, and the new counters come back. Checking first and counting
+/// after would let a burst of simultaneous guesses all pass the check before
+/// any was counted. A guess that turns out right calls `reset` or
+/// `refund`. The rows are locked in the order given, the same every time.
+pub fn begin_attempt(c: &mut Conn, rules: &[(Rule, String)], now: i64) -> Result<Result<Vec<Counter>, i64>, DbError> {
+    c.transaction(|c| {
+        let mut current = Vec::with_capacity(rules.len());
+        for (rule, key) in rules {
+            current.push(lock_row(c, rule, key)?);
+        }
+        let wait = rules
+            .iter()
+            .zip(&current)
+            .filter_map(|((rule, _), counter)| counter.and_then(|k| rule.retry_after(&k, now)))
+            .max();
+        if let Some(w) = wait {
+            return Ok(Err(w));
+        }
+        let mut next = Vec::with_capacity(rules.len());
+        for ((rule, key), counter) in rules.iter().zip(current) {
+            let n = rule.record_failure(counter, now);
+            write(c, rule, key, &n)?;
+            next.push(n);
+        }
+        Ok(Ok(next))
+    })
+}
+
+/// Take back one attempt that `begin_attempt` counted and that succeeded,
+/// for a counter that a success must not reset (the per-address one): one
+/// failure fewer, and no lock unless the remaining failures earn one.
+pub fn refund(c: &mut Conn, rule: &Rule, key: &str, now: i64) -> Result<(), DbError> {
+    c.transaction(|c| {
+        let Some(mut counter) = lock_row(c, rule, key)? else {
+            return Ok(());
+        };
+        counter.failures = counter.failures.saturating_sub(1);
+        if counter.failures < rule.free {
+            counter.locked_until = 0;
+        }
+        write(c, rule, key, &counter)?;
+        let _ = now;
+        Ok(())
     })
 }
 

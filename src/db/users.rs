@@ -18,6 +18,9 @@ pub struct User {
     pub totp_enabled_at: Option<i64>,
     pub totp_last_step: Option<i64>,
     pub must_change_password: bool,
+    /// Sessions signed in under another value are no longer valid.
+    pub session_epoch: i64,
+    pub recovery_codes_generation: i64,
 }
 
 impl User {
@@ -33,6 +36,7 @@ struct NewUser<'a> {
     password_hash: &'a str,
     is_admin: bool,
     created_at: i64,
+    must_change_password: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,11 +60,23 @@ pub fn create(
     is_admin: bool,
     now: i64,
 ) -> Result<User, CreateError> {
+    insert(c, username, password_hash, is_admin, now, false)
+}
+
+fn insert(
+    c: &mut Conn,
+    username: &str,
+    password_hash: &str,
+    is_admin: bool,
+    now: i64,
+    must_change_password: bool,
+) -> Result<User, CreateError> {
     let row = NewUser {
         username,
         password_hash,
         is_admin,
         created_at: now,
+        must_change_password,
     };
     match diesel::insert_into(users::table).values(&row).execute(c) {
         Ok(_) => {
@@ -105,12 +121,9 @@ pub fn create_with_temporary_password(
     is_admin: bool,
     now: i64,
 ) -> Result<User, CreateError> {
-    let mut user = create(c, username, password_hash, is_admin, now)?;
-    diesel::update(users::table.find(user.id))
-        .set(users::must_change_password.eq(true))
-        .execute(c)?;
-    user.must_change_password = true;
-    Ok(user)
+    // One INSERT: there is never an account with a temporary password that
+    // is not marked as such.
+    insert(c, username, password_hash, is_admin, now, true)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -195,4 +208,12 @@ pub fn list(c: &mut Conn) -> Result<Vec<Summary>, DbError> {
         });
     }
     Ok(out)
+}
+
+/// Store a new hash of the *same* password (a changed bcrypt cost).
+pub fn rehash_password(c: &mut Conn, id: i64, old_hash: &str, new_hash: &str) -> Result<(), DbError> {
+    diesel::update(users::table.find(id).filter(users::password_hash.eq(old_hash)))
+        .set(users::password_hash.eq(new_hash))
+        .execute(c)?;
+    Ok(())
 }

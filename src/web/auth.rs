@@ -27,6 +27,8 @@ use crate::db::{mfa, throttles};
 pub struct Client {
     pub address: String,
     pub user_agent: Option<String>,
+    /// The account this browser has signed in to before (a signed cookie).
+    pub known_device_of: Option<i64>,
 }
 
 impl Client {
@@ -43,7 +45,12 @@ impl Client {
             .get(actix_web::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        Self { address, user_agent }
+        let known_device_of = state_opt(req).and_then(|st| known_device(req, &st));
+        Self {
+            address,
+            user_agent,
+            known_device_of,
+        }
     }
 
     pub fn event(&self, kind: Kind, user: Option<&User>) -> Event {
@@ -80,6 +87,58 @@ fn client_address(req: &HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
             .find(|ip| !trusted.contains(ip))
             .unwrap_or(peer),
     )
+}
+
+fn state_opt(req: &HttpRequest) -> Option<web::Data<AppState>> {
+    req.app_data::<web::Data<AppState>>().cloned()
+}
+
+/// The "known device" cookie: set when an account signs in completely, it
+/// lets that browser's password attempts be counted apart from the
+/// account-wide counter, so an attacker guessing from elsewhere cannot lock
+/// the real user out (the OWASP device-cookie approach). Value: the user id
+/// and an HMAC of it under the server key.
+pub fn device_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-latchkey_device"
+    } else {
+        "latchkey_device"
+    }
+}
+
+fn device_mac(state: &AppState, user_id: i64) -> [u8; 16] {
+    let full = state.keys.mac("known-device", &user_id.to_be_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+pub fn device_cookie(state: &AppState, user_id: i64) -> actix_web::cookie::Cookie<'static> {
+    use base64::Engine;
+    let mut raw = user_id.to_be_bytes().to_vec();
+    raw.extend_from_slice(&device_mac(state, user_id));
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    actix_web::cookie::Cookie::build(device_cookie_name(state.secure_cookies), value)
+        .path("/")
+        .http_only(true)
+        .secure(state.secure_cookies)
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::days(365))
+        .finish()
+}
+
+fn known_device(req: &HttpRequest, state: &AppState) -> Option<i64> {
+    use base64::Engine;
+    let cookie = req.cookie(device_cookie_name(state.secure_cookies))?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cookie.value())
+        .ok()?;
+    if raw.len() != 24 {
+        return None;
+    }
+    let user_id = i64::from_be_bytes(raw[..8].try_into().ok()?);
+    let ok: bool = subtle::ConstantTimeEq::ct_eq(&raw[8..], &device_mac(state, user_id)[..]).into();
+    ok.then_some(user_id)
 }
 
 pub fn state(req: &HttpRequest) -> web::Data<AppState> {
@@ -150,7 +209,9 @@ impl FromRequest for SignedIn {
                 .db
                 .run(move |c| Ok((users::find(c, uid)?, crate::db::settings::mfa_policy(c)?)))
                 .await?;
-            let Some(user) = user else {
+            // Gone, or every session of the account was revoked since this
+            // one signed in (the epoch moved on).
+            let Some(user) = user.filter(|u| u.session_epoch == session.int(keys::EPOCH)) else {
                 session.purge();
                 return Err(login());
             };
@@ -210,6 +271,8 @@ impl FromRequest for Admin {
 /// A login whose password was right and whose second factor is outstanding.
 pub struct PendingLogin {
     pub user_id: i64,
+    /// The user's session epoch when the password was checked.
+    pub epoch: i64,
     pub session: Session,
 }
 
@@ -229,7 +292,12 @@ impl FromRequest for PendingLogin {
                     ));
                     Err(AppError::LoginRequired { next: None })
                 } else {
-                    Ok(PendingLogin { user_id, session })
+                    let epoch = session.int(keys::EPOCH);
+                    Ok(PendingLogin {
+                        user_id,
+                        epoch,
+                        session,
+                    })
                 }
             }
             _ => Err(AppError::LoginRequired { next: None }),
@@ -246,10 +314,28 @@ pub enum PasswordCheck {
     Throttled(i64),
 }
 
-fn password_rules(account: &str, address: &str) -> [(Rule, String); 3] {
+/// The throttling key for what was typed as a username: a keyed hash, so
+/// that a password typed into the username field is not stored readable.
+pub fn account_key(state: &AppState, typed: &str) -> String {
+    account_key_with(&state.keys, typed)
+}
+
+pub fn account_key_with(keys: &crate::core::keys::Keyring, typed: &str) -> String {
+    crate::core::keys::hex(&keys.mac("throttle-account", typed.as_bytes())[..16])
+}
+
+/// The counters a password attempt goes against. A browser that has signed
+/// in to this account before (`known_device`) gets an account-wide counter
+/// of its own, so nobody else's guessing can lock it out.
+fn password_rules(account: &str, address: &str, known_device: bool) -> [(Rule, String); 3] {
+    let account_key = if known_device {
+        format!("{account}|known-device")
+    } else {
+        account.to_string()
+    };
     [
         (throttle::PASSWORD_ACCOUNT_ADDRESS, format!("{account}|{address}")),
-        (throttle::PASSWORD_ACCOUNT, account.to_string()),
+        (throttle::PASSWORD_ACCOUNT, account_key),
         (throttle::PASSWORD_ADDRESS, address.to_string()),
     ]
 }
@@ -268,28 +354,22 @@ pub async fn check_password(
     failure_kind: Kind,
 ) -> Result<PasswordCheck, AppError> {
     let now = state.clock.now();
-    let rules = password_rules(account, &client.address);
-    let probe = rules.clone();
-    let wait = state
+    let known_device = user.is_some_and(|u| client.known_device_of == Some(u.id));
+    let rules = password_rules(&account_key(state, account), &client.address, known_device);
+    let attempt = rules.clone();
+    let reserved = state
         .db
-        .run(move |c| {
-            let mut longest = None;
-            for (rule, key) in &probe {
-                if let Some(w) = throttles::retry_after(c, rule, key, now)? {
-                    longest = Some(longest.map_or(w, |l: i64| l.max(w)));
-                }
-            }
-            Ok(longest)
-        })
+        .run(move |c| throttles::begin_attempt(c, &attempt, now))
         .await?;
-    if let Some(w) = wait {
+    if let Err(w) = reserved {
         let event = client.event(Kind::LoginThrottled, user);
         state.db.run(move |c| events::record(c, &event, now)).await?;
         return Ok(PasswordCheck::Throttled(w));
     }
 
     let hash = user.map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());
-    let correct = web::block(move || crate::core::password::verify(&password, &hash))
+    // On the hashing threads, not the blocking pool (see `hashing`).
+    let correct = super::hashing::run(move || crate::core::password::verify(&password, &hash))
         .await
         .map_err(AppError::internal)?;
 
@@ -297,19 +377,21 @@ pub async fn check_password(
     let correct = correct && user_known;
     let mut event = client.event(failure_kind, user);
     if !user_known {
-        event.username = Some(account.chars().take(64).collect());
+        // Whatever was typed, masked: people type passwords into the
+        // username field, and the log must never hold one.
+        event.username = Some(mask(account));
+        event.detail = Some("unknown username".into());
     }
     state
         .db
         .run(move |c| {
             if correct {
-                for (rule, key) in &rules[..2] {
-                    throttles::reset(c, rule, key)?;
-                }
+                // The attempt was counted up front; a success clears the
+                // account's counters and takes its count back from the address.
+                throttles::reset(c, &rules[0].0, &rules[0].1)?;
+                throttles::reset(c, &rules[1].0, &rules[1].1)?;
+                throttles::refund(c, &rules[2].0, &rules[2].1, now)?;
             } else {
-                for (rule, key) in &rules {
-                    throttles::record_failure(c, rule, key, now)?;
-                }
                 events::record(c, &event, now)?;
             }
             Ok(())
@@ -320,6 +402,13 @@ pub async fn check_password(
     } else {
         PasswordCheck::Wrong
     })
+}
+
+/// "al…(9)": enough for an administrator to recognise a typo of a real
+/// name, too little to be a password.
+fn mask(typed: &str) -> String {
+    let shown: String = typed.chars().take(2).collect();
+    format!("{shown}…({})", typed.chars().count())
 }
 
 /// What became of a second-factor code.
@@ -341,96 +430,129 @@ impl FactorCheck {
     }
 }
 
-/// Check a TOTP or recovery code for `user`, counting failures per account in
-/// the database. A TOTP step and a recovery code are each accepted at most
-/// once, atomically, whatever the concurrency or the instance.
+/// Check a TOTP or recovery code for `user`, counting attempts per account
+/// in the database. The attempt is counted before the code is checked (and
+/// the count cleared if it was right), so a burst of simultaneous guesses
+/// gets no more tries than a patient guesser. A TOTP step and a recovery
+/// code are each accepted at most once, atomically, whatever the
+/// concurrency or the instance.
 pub async fn check_second_factor(
     state: &AppState,
     user: &User,
     input: &str,
     client: &Client,
 ) -> Result<FactorCheck, AppError> {
-    let now = state.clock.now();
-    let rule = throttle::SECOND_FACTOR_ACCOUNT;
-    let key = user.id.to_string();
-    let probe_key = key.clone();
-    if let Some(w) = state
-        .db
-        .run(move |c| throttles::retry_after(c, &rule, &probe_key, now))
-        .await?
-    {
-        return Ok(FactorCheck::Throttled(w));
+    enum Guess {
+        Totp(TotpCode),
+        Recovery(RecoveryCode),
     }
+    let guess = if let Some(code) = TotpCode::parse(input) {
+        Guess::Totp(code)
+    } else if let Some(code) = RecoveryCode::parse(input) {
+        Guess::Recovery(code)
+    } else {
+        // Not a guess at any secret: not counted.
+        return Ok(FactorCheck::Malformed);
+    };
     let Some(sealed) = user.totp_secret_sealed.clone() else {
         return Ok(FactorCheck::Wrong);
     };
+    let now = state.clock.now();
+    let rule = throttle::SECOND_FACTOR_ACCOUNT;
+    let key = user.id.to_string();
     let user_id = user.id;
 
-    let outcome = if let Some(code) = TotpCode::parse(input) {
-        let bytes = state
-            .keys
-            .open(&sealed, &secret_context(user_id))
-            .map_err(AppError::internal)?;
-        let secret = TotpSecret::from_bytes(&bytes)
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("stored TOTP secret has the wrong length")))?;
-        match secret.verify(&code, now, state.totp_skew) {
-            Some(step) => {
-                let step = i64::try_from(step).map_err(AppError::internal)?;
-                let fresh = state.db.run(move |c| mfa::accept_step(c, user_id, step)).await?;
-                if fresh {
-                    if state.keys.is_stale(&sealed) {
+    let attempt = vec![(rule, key.clone())];
+    let counters = match state
+        .db
+        .run(move |c| throttles::begin_attempt(c, &attempt, now))
+        .await?
+    {
+        Err(wait) => return Ok(FactorCheck::Throttled(wait)),
+        Ok(counters) => counters,
+    };
+    let locks_now = counters.first().is_some_and(|k| k.locked_until > now);
+
+    let outcome = match guess {
+        Guess::Totp(code) => {
+            let bytes = state
+                .keys
+                .open(&sealed, &secret_context(user_id))
+                .map_err(AppError::internal)?;
+            let secret = TotpSecret::from_bytes(&bytes)
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("stored TOTP secret has the wrong length")))?;
+            match secret.verify(&code, now, state.totp_skew) {
+                Some(step) => {
+                    let step = i64::try_from(step).map_err(AppError::internal)?;
+                    let reset_key = key.clone();
+                    // The counter's reset rides along with the accepted step:
+                    // one database call (docs/PERFORMANCE.md).
+                    let fresh = state
+                        .db
+                        .run(move |c| {
+                            let fresh = mfa::accept_step(c, user_id, step)?;
+                            if fresh {
+                                throttles::reset(c, &rule, &reset_key)?;
+                            }
+                            Ok(fresh)
+                        })
+                        .await?;
+                    if fresh && state.keys.is_stale(&sealed) {
                         let resealed = state.keys.seal(secret.as_bytes(), &secret_context(user_id));
                         state
                             .db
                             .run(move |c| mfa::reseal_secret(c, user_id, &sealed, &resealed))
                             .await?;
                     }
-                    FactorCheck::Totp
-                } else {
-                    FactorCheck::Replayed
+                    if fresh {
+                        FactorCheck::Totp
+                    } else {
+                        FactorCheck::Replayed
+                    }
                 }
+                None => FactorCheck::Wrong,
             }
-            None => FactorCheck::Wrong,
         }
-    } else if let Some(code) = RecoveryCode::parse(input) {
-        let candidates = state.keys.recovery_hash_candidates(code.canonical());
-        let used = state
-            .db
-            .run(move |c| mfa::consume_recovery_code(c, user_id, &candidates, now))
-            .await?;
-        if used {
-            FactorCheck::Recovery
-        } else {
-            FactorCheck::Wrong
+        Guess::Recovery(code) => {
+            let candidates = state.keys.recovery_hash_candidates(code.canonical());
+            let event = client.event(Kind::RecoveryCodeUsed, Some(user));
+            let reset_key = key.clone();
+            let used = state
+                .db
+                .run(move |c| {
+                    let used = mfa::consume_recovery_code(c, user_id, &candidates, now)?;
+                    if used {
+                        throttles::reset(c, &rule, &reset_key)?;
+                        events::record(c, &event, now)?;
+                    }
+                    Ok(used)
+                })
+                .await?;
+            if used {
+                FactorCheck::Recovery
+            } else {
+                FactorCheck::Wrong
+            }
         }
-    } else {
-        FactorCheck::Malformed
     };
 
-    let fail_event = client.event(Kind::SecondFactorFailed, Some(user));
-    let lock_event = client.event(Kind::SecondFactorLocked, Some(user));
-    let recovery_event = client.event(Kind::RecoveryCodeUsed, Some(user));
-    let accepted = outcome.accepted();
-    let wrong = outcome == FactorCheck::Wrong;
-    let was_recovery = outcome == FactorCheck::Recovery;
-    state
-        .db
-        .run(move |c| {
-            if accepted {
-                throttles::reset(c, &rule, &key)?;
-                if was_recovery {
-                    events::record(c, &recovery_event, now)?;
-                }
-            } else if wrong {
+    if !outcome.accepted() {
+        let mut fail_event = client.event(Kind::SecondFactorFailed, Some(user));
+        if outcome == FactorCheck::Replayed {
+            fail_event.detail = Some("code already used".into());
+        }
+        let lock_event = client.event(Kind::SecondFactorLocked, Some(user));
+        state
+            .db
+            .run(move |c| {
                 events::record(c, &fail_event, now)?;
-                let counter = throttles::record_failure(c, &rule, &key, now)?;
-                if counter.locked_until > now {
+                if locks_now {
                     events::record(c, &lock_event, now)?;
                 }
-            }
-            Ok(())
-        })
-        .await?;
+                Ok(())
+            })
+            .await?;
+    }
     Ok(outcome)
 }
 

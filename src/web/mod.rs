@@ -4,10 +4,12 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod forms;
+pub mod hashing;
 pub mod middleware;
 pub mod pages;
 pub mod routes;
 pub mod session;
+pub mod sudo;
 
 use std::sync::Arc;
 

@@ -191,6 +191,8 @@ pub struct MfaTabPage {
     pub enabled: bool,
     pub enabled_since: Option<String>,
     pub recovery_codes_left: i64,
+    /// Sent back with "Generate new recovery codes".
+    pub generation: i64,
 }
 
 #[derive(Template)]
@@ -227,8 +229,12 @@ pub struct MfaDisablePage {
 pub struct SudoPage {
     pub page: Page,
     pub tab: Tab,
+    /// Inside My account settings (with its tabs), or on its own.
+    pub show_tabs: bool,
     pub action: String,
     pub purpose: &'static str,
+    /// Fields the form carries through to the action.
+    pub hidden: Vec<(&'static str, String)>,
 }
 
 /// One account on the admin Users page.

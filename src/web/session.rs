@@ -126,6 +126,8 @@ pub mod keys {
     pub const SID: &str = "sid";
     pub const ADDRESS: &str = "address";
     pub const USER_AGENT: &str = "user_agent";
+    /// The user's session epoch when this session was signed in.
+    pub const EPOCH: &str = "epoch";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +184,22 @@ impl Flash {
     }
 }
 
+/// Who a session is signed in as: the user and their session epoch, both
+/// read from the row whose password (or code) was just checked.
+pub struct SignInAs {
+    pub id: i64,
+    pub epoch: i64,
+}
+
+impl From<&crate::db::users::User> for SignInAs {
+    fn from(u: &crate::db::users::User) -> Self {
+        Self {
+            id: u.id,
+            epoch: u.session_epoch,
+        }
+    }
+}
+
 /// Typed access to the session's values.
 pub trait SessionExt {
     fn stage(&self) -> Option<Stage>;
@@ -190,9 +208,9 @@ pub trait SessionExt {
     fn set_flash(&self, flash: Flash);
     fn take_flash(&self) -> Option<Flash>;
     /// Replace the whole session with a fully signed-in one under a new key.
-    fn sign_in(&self, user_id: i64, now: i64, password_at: i64, address: &str, user_agent: Option<&str>);
+    fn sign_in(&self, user: &SignInAs, now: i64, password_at: i64, address: &str, user_agent: Option<&str>);
     /// Replace the whole session with a pending-second-factor one under a new key.
-    fn begin_second_factor(&self, user_id: i64, now: i64, next: Option<&str>);
+    fn begin_second_factor(&self, user: &SignInAs, now: i64, next: Option<&str>);
 }
 
 impl SessionExt for Session {
@@ -220,11 +238,12 @@ impl SessionExt for Session {
         f
     }
 
-    fn sign_in(&self, user_id: i64, now: i64, password_at: i64, address: &str, user_agent: Option<&str>) {
+    fn sign_in(&self, user: &SignInAs, now: i64, password_at: i64, address: &str, user_agent: Option<&str>) {
         let flash = self.take_flash();
         self.clear();
         self.renew();
-        let _ = self.insert(keys::USER, user_id);
+        let _ = self.insert(keys::USER, user.id);
+        let _ = self.insert(keys::EPOCH, user.epoch);
         let _ = self.insert(keys::STAGE, Stage::SignedIn);
         let _ = self.insert(keys::SIGNED_IN_AT, now);
         let _ = self.insert(keys::PASSWORD_AT, password_at);
@@ -238,10 +257,11 @@ impl SessionExt for Session {
         }
     }
 
-    fn begin_second_factor(&self, user_id: i64, now: i64, next: Option<&str>) {
+    fn begin_second_factor(&self, user: &SignInAs, now: i64, next: Option<&str>) {
         self.clear();
         self.renew();
-        let _ = self.insert(keys::USER, user_id);
+        let _ = self.insert(keys::USER, user.id);
+        let _ = self.insert(keys::EPOCH, user.epoch);
         let _ = self.insert(keys::STAGE, Stage::Pending);
         let _ = self.insert(keys::PENDING_AT, now);
         let _ = self.insert(keys::PASSWORD_AT, now);

@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod faults;
 mod fuzz_corpus;
+mod hardening;
 mod input;
 mod login;
 mod mfa;

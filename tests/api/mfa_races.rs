@@ -44,10 +44,10 @@ async fn one_totp_code_twenty_times_at_once_succeeds_once() {
     let statuses = submit_all(clients, &code).await;
     let wins = statuses.iter().filter(|s| **s == StatusCode::SEE_OTHER).count();
     assert_eq!(wins, 1, "{statuses:?}");
+    // Losers are refused as a replay, or meet the lock once five attempts
+    // have been counted.
     assert!(
-        statuses
-            .iter()
-            .all(|s| *s == StatusCode::SEE_OTHER || *s == StatusCode::UNAUTHORIZED),
+        statuses.iter().all(|s| matches!(s.as_u16(), 303 | 401 | 429)),
         "{statuses:?}"
     );
 }
@@ -155,4 +155,49 @@ async fn signed_in_with_code(app: &TestApp, secret: &str) -> TestClient {
     let (c, p) = login_with_code(app, "alice", &oathtool(secret, app.clock.now())).await;
     assert!(p.redirects_to("/"), "{:?}", p.flash());
     c
+}
+
+/// A burst of simultaneous guesses gets no more tries than a patient
+/// guesser: attempts are counted before they are checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_guesses_gets_five_tries_not_thirty() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", false).await;
+    let e = enrol(&app, signed_in(&app, "alice").await).await;
+    app.clock.advance(30);
+    let clients = pending_logins(&app, "alice", 30).await;
+    let wrong = wrong_code(&e.secret, app.clock.now());
+    let statuses = submit_all(clients, &wrong).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    assert!(checked <= 5, "{checked} wrong codes were checked: {statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s.as_u16(), 401 | 429)), "{statuses:?}");
+    let uid = app.user("alice").await.id;
+    let failed = app
+        .events(uid)
+        .await
+        .iter()
+        .filter(|k| *k == "second_factor_failed")
+        .count();
+    assert!(failed <= 5, "{failed}");
+
+    // The same for passwords: thirty at once, at most five checked.
+    app.create_user("bob", false).await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(30));
+    let mut tasks = vec![];
+    for _ in 0..30 {
+        let c = app.client();
+        let _ = c.csrf().await;
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            c.login("bob", "wrong password").await.status
+        }));
+    }
+    let mut wrong_answers = 0;
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert!(matches!(s.as_u16(), 401 | 429), "{s}");
+        wrong_answers += usize::from(s == StatusCode::UNAUTHORIZED);
+    }
+    assert!(wrong_answers <= 5, "{wrong_answers} passwords were checked");
 }

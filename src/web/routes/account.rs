@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use diesel::Connection;
 use serde::Deserialize;
 
 use crate::core::password;
@@ -111,24 +112,36 @@ pub async fn change_password(
     }
     let cost = state.bcrypt_cost;
     let pw = form.new_password;
-    let hash = web::block(move || password::hash(&pw, cost))
+    let hash = crate::web::hashing::run(move || password::hash(&pw, cost))
         .await
         .map_err(AppError::internal)?
         .map_err(AppError::internal)?;
     let now = state.clock.now();
     let id = me.user.id;
     let event = client.event(Kind::PasswordChanged, Some(&me.user));
-    state
+    let epoch = me.user.session_epoch;
+    let changed = state
         .db
         .run(move |c| {
-            users::set_password(c, id, &hash)?;
-            // Every session of this user ends, this one included; this one
-            // continues under a new key below.
-            sessions::delete_for_user(c, id)?;
-            events::record(c, &event, now)
+            c.transaction(|c| {
+                // Every session of this user ends, this one included (it
+                // continues under a new key below) — unless this one was
+                // itself revoked a moment ago, and then nothing changes.
+                let Some((_, new_epoch)) = sessions::revoke_all(c, id, Some(epoch))? else {
+                    return Ok(None);
+                };
+                users::set_password(c, id, &hash)?;
+                events::record(c, &event, now)?;
+                Ok(Some(new_epoch))
+            })
         })
         .await?;
+    let Some(new_epoch) = changed else {
+        me.session.purge();
+        return Err(AppError::LoginRequired { next: None });
+    };
     me.session.renew();
+    let _ = me.session.insert(keys::EPOCH, new_epoch);
     let _ = me.session.insert(keys::PASSWORD_AT, now);
     me.session.set_flash(Flash::success(
         "Your password was changed. You were signed out everywhere else.",
@@ -175,16 +188,26 @@ pub async fn revoke_other_sessions(
 ) -> Result<HttpResponse, AppError> {
     let (id, now) = (me.user.id, state.clock.now());
     let event = Client::of(&req).event(Kind::SessionsRevoked, Some(&me.user));
-    let ended = state
+    let epoch = me.user.session_epoch;
+    let revoked = state
         .db
         .run(move |c| {
-            let ended = sessions::delete_for_user(c, id)?;
-            events::record(c, &event, now)?;
-            Ok(ended)
+            // Only while this session is itself still valid: a stolen
+            // session racing the owner's revoke cannot outlive it.
+            let revoked = sessions::revoke_all(c, id, Some(epoch))?;
+            if revoked.is_some() {
+                events::record(c, &event, now)?;
+            }
+            Ok(revoked)
         })
         .await?;
+    let Some((ended, new_epoch)) = revoked else {
+        me.session.purge();
+        return Err(AppError::LoginRequired { next: None });
+    };
     // All rows went, this one included; it continues under a new key.
     me.session.renew();
+    let _ = me.session.insert(keys::EPOCH, new_epoch);
     let others = ended.saturating_sub(1);
     me.session.set_flash(Flash::success(format!(
         "Signed out {others} other session{}.",

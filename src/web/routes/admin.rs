@@ -23,6 +23,30 @@ use crate::web::pages::{
 use crate::web::session::{Flash, SessionExt};
 
 const USERS: &str = "/admin/users";
+
+/// Administration changes accounts: like the user's own sensitive actions,
+/// it needs the password entered in the last ten minutes (a stolen admin
+/// cookie alone is not enough). Returns the detour, if one is needed.
+fn needs_password(me: &Admin, state: &AppState, back_to: &str) -> Option<HttpResponse> {
+    if me.0.sudo_fresh(state.clock.now()) {
+        return None;
+    }
+    me.0.session
+        .set_flash(Flash::info("Confirm your password to continue."));
+    Some(crate::web::sudo::redirect_to_prompt(back_to))
+}
+
+/// One's own 2FA goes off through the normal disable flow, which asks for a
+/// current code.
+fn own_account(me: &Admin, user: &users::User) -> Option<HttpResponse> {
+    if user.id != me.0.user.id {
+        return None;
+    }
+    me.0.session.set_flash(Flash::info(
+        "To turn off your own two-factor authentication, use Disable MFA here; it asks for a current code.",
+    ));
+    Some(redirect("/settings/account/mfa"))
+}
 const PAGE_SIZE: i64 = 50;
 
 fn admin_event(client: &Client, kind: Kind, target: &users::User, by: &users::User) -> events::Event {
@@ -40,6 +64,8 @@ async fn users_page(
     new_username: &str,
 ) -> Result<HttpResponse, AppError> {
     let now = state.clock.now();
+    let keys = state.keys.clone();
+    let key_of = move |name: &str| crate::web::auth::account_key_with(&keys, name);
     let (rows, policy) = state
         .db
         .run(move |c| {
@@ -50,7 +76,7 @@ async fn users_page(
                 } else {
                     0
                 };
-                let locked = throttles::account_locked_until(c, u.id, &u.username, now)?;
+                let locked = throttles::account_locked_until(c, u.id, &key_of(&u.username), now)?;
                 rows.push((u, left, locked));
             }
             Ok((rows, settings::mfa_policy(c)?))
@@ -108,6 +134,9 @@ pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
+    if let Some(detour) = needs_password(&me, &state, USERS) {
+        return Ok(detour);
+    }
     let name = match Username::parse(&form.username) {
         Ok(n) => n,
         Err(e) => {
@@ -127,7 +156,7 @@ pub async fn create(
     let temporary = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<15>());
     let cost = state.bcrypt_cost;
     let pw = temporary.clone();
-    let hash = web::block(move || password::hash(&pw, cost))
+    let hash = crate::web::hashing::run(move || password::hash(&pw, cost))
         .await
         .map_err(AppError::internal)?
         .map_err(AppError::internal)?;
@@ -191,6 +220,12 @@ pub async fn reset_form(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     let user = target(&state, path.into_inner()).await?;
+    if let Some(detour) = own_account(&me, &user) {
+        return Ok(detour);
+    }
+    if let Some(detour) = needs_password(&me, &state, &format!("/admin/users/{}/reset-mfa", user.id)) {
+        return Ok(detour);
+    }
     if !user.mfa_enabled() {
         me.0.session.set_flash(Flash::info(format!(
             "Two-factor authentication is already off for {}.",
@@ -217,6 +252,12 @@ pub async fn reset(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     let user = target(&state, path.into_inner()).await?;
+    if let Some(detour) = own_account(&me, &user) {
+        return Ok(detour);
+    }
+    if let Some(detour) = needs_password(&me, &state, &format!("/admin/users/{}/reset-mfa", user.id)) {
+        return Ok(detour);
+    }
     let now = state.clock.now();
     let event = admin_event(&Client::of(&req), Kind::MfaResetByAdmin, &user, &me.0.user);
     let id = user.id;
@@ -224,17 +265,13 @@ pub async fn reset(
         .db
         .run(move |c| {
             let was_on = mfa::disable(c, id, None)?;
-            sessions::delete_for_user(c, id)?;
+            sessions::revoke_all(c, id, None)?;
             if was_on {
                 events::record(c, &event, now)?;
             }
             Ok(was_on)
         })
         .await?;
-    if id == me.0.user.id {
-        // One's own sessions were just ended, this one included.
-        me.0.session.renew();
-    }
     me.0.session.set_flash(Flash::success(if was_on {
         format!(
             "Two-factor authentication is now off for {}, and their sessions were ended.",
@@ -253,10 +290,13 @@ pub async fn unlock(
     state: web::Data<AppState>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
+    if let Some(detour) = needs_password(&me, &state, USERS) {
+        return Ok(detour);
+    }
     let user = target(&state, path.into_inner()).await?;
     let now = state.clock.now();
     let event = admin_event(&Client::of(&req), Kind::AdminUnlocked, &user, &me.0.user);
-    let (id, name) = (user.id, user.username.clone());
+    let (id, name) = (user.id, crate::web::auth::account_key(&state, &user.username));
     state
         .db
         .run(move |c| {
@@ -282,6 +322,9 @@ pub async fn set_admin(
     state: web::Data<AppState>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
+    if let Some(detour) = needs_password(&me, &state, USERS) {
+        return Ok(detour);
+    }
     let grant = match form.admin.as_str() {
         "1" => true,
         "0" => false,
@@ -339,6 +382,9 @@ pub async fn set_policy(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
+    if let Some(detour) = needs_password(&me, &state, USERS) {
+        return Ok(detour);
+    }
     let grace_days = match form.grace_days.trim().parse::<i64>() {
         Ok(d) if (0..=365).contains(&d) => d,
         _ => {

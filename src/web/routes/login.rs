@@ -10,7 +10,7 @@ use crate::core::username::{self, Username};
 use crate::db::events::{self, Kind};
 use crate::db::users;
 use crate::web::AppState;
-use crate::web::auth::{Client, PasswordCheck, check_password};
+use crate::web::auth::{Client, PasswordCheck, check_password, device_cookie};
 use crate::web::error::AppError;
 use crate::web::forms::Protected;
 use crate::web::pages::{LoginPage, Nav, Page, ok, redirect, render};
@@ -85,6 +85,13 @@ pub async fn submit(
         Ok(name) => state.db.run(move |c| users::find_by_name(c, name.as_str())).await?,
         Err(_) => None,
     };
+    // A hash made at another bcrypt cost than the configured one is redone
+    // at sign-in (so raising the cost takes effect, and every user's check
+    // takes as long as the dummy hash's).
+    let rehash_with = user
+        .as_ref()
+        .filter(|u| password::cost_of(&u.password_hash) != Some(state.bcrypt_cost))
+        .map(|_| form.password.clone());
     match check_password(
         &state,
         &account,
@@ -102,12 +109,20 @@ pub async fn submit(
         PasswordCheck::Wrong => again(StatusCode::UNAUTHORIZED, GENERIC_FAILURE, form.username.trim()),
         PasswordCheck::Correct => {
             let user = user.ok_or_else(|| AppError::internal(anyhow::anyhow!("correct password without a user")))?;
+            if let Some(pw) = rehash_with {
+                let (cost, id, old) = (state.bcrypt_cost, user.id, user.password_hash.clone());
+                let new = crate::web::hashing::run(move || password::hash(&pw, cost))
+                    .await
+                    .map_err(AppError::internal)?
+                    .map_err(AppError::internal)?;
+                state.db.run(move |c| users::rehash_password(c, id, &old, &new)).await?;
+            }
             let now = state.clock.now();
             if user.mfa_enabled() {
-                session.begin_second_factor(user.id, now, next.as_deref());
+                session.begin_second_factor(&(&user).into(), now, next.as_deref());
                 return Ok(redirect("/login/two-factor"));
             }
-            session.sign_in(user.id, now, now, &client.address, client.user_agent.as_deref());
+            session.sign_in(&(&user).into(), now, now, &client.address, client.user_agent.as_deref());
             let event = client.event(Kind::LoginSucceeded, Some(&user));
             let id = user.id;
             state
@@ -117,7 +132,10 @@ pub async fn submit(
                     events::record(c, &event, now)
                 })
                 .await?;
-            Ok(redirect(next.as_deref().unwrap_or("/")))
+            let mut resp = redirect(next.as_deref().unwrap_or("/"));
+            resp.add_cookie(&device_cookie(&state, user.id))
+                .map_err(AppError::internal)?;
+            Ok(resp)
         }
     }
 }

@@ -5,21 +5,18 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use crate::core::qr;
 use crate::core::recovery::RecoveryCode;
 use crate::core::totp::{self, TotpCode, TotpSecret};
-use crate::core::{password, qr};
 use crate::db::events::{self, Kind};
 use crate::db::mfa::{self, ConfirmOutcome};
 use crate::db::sessions;
 use crate::web::AppState;
-use crate::web::auth::{
-    Client, FactorCheck, PasswordCheck, SignedIn, check_password, check_second_factor, factor_message, secret_context,
-};
+use crate::web::auth::{Client, FactorCheck, SignedIn, check_second_factor, factor_message, secret_context};
 use crate::web::error::AppError;
 use crate::web::forms::Posted;
 use crate::web::pages::{
-    MfaDisablePage, MfaSetupPage, MfaTabPage, Nav, Page, RecoveryCodesPage, SudoPage, Tab, format_time, ok, redirect,
-    render,
+    MfaDisablePage, MfaSetupPage, MfaTabPage, Nav, Page, RecoveryCodesPage, Tab, format_time, ok, redirect, render,
 };
 use crate::web::session::{Flash, SessionExt, keys};
 
@@ -46,73 +43,8 @@ pub async fn tab(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> 
             .filter(|_| me.user.mfa_enabled())
             .map(format_time),
         recovery_codes_left: left,
+        generation: me.user.recovery_codes_generation,
     })
-}
-
-/// Sudo mode (SPEC §1.4): sensitive actions need the password entered in
-/// the last ten minutes. Returns `None` to go on, or the page to show
-/// instead — the password prompt, whose form posts back to `action`.
-async fn require_sudo(
-    req: &HttpRequest,
-    me: &SignedIn,
-    state: &AppState,
-    password: Option<String>,
-    action: &str,
-    purpose: &'static str,
-) -> Result<Option<HttpResponse>, AppError> {
-    let now = state.clock.now();
-    if me.sudo_fresh(now) {
-        return Ok(None);
-    }
-    let prompt = |status: StatusCode, flash: Option<Flash>| {
-        let mut p = page(req, me);
-        if let Some(f) = flash {
-            p = p.with_flash(f);
-        }
-        render(
-            status,
-            &SudoPage {
-                page: p,
-                tab: Tab::Mfa,
-                action: action.to_string(),
-                purpose,
-            },
-        )
-        .map(Some)
-    };
-    let Some(password) = password else {
-        return prompt(StatusCode::OK, None);
-    };
-    if password.len() > password::MAX_LEN {
-        return prompt(
-            StatusCode::BAD_REQUEST,
-            Some(Flash::error("That password is not correct.")),
-        );
-    }
-    let client = Client::of(req);
-    match check_password(
-        state,
-        &me.user.username,
-        Some(&me.user),
-        password,
-        &client,
-        Kind::SudoFailed,
-    )
-    .await?
-    {
-        PasswordCheck::Correct => {
-            let _ = me.session.insert(keys::PASSWORD_AT, now);
-            Ok(None)
-        }
-        PasswordCheck::Wrong => prompt(
-            StatusCode::UNAUTHORIZED,
-            Some(Flash::error("That password is not correct.")),
-        ),
-        PasswordCheck::Throttled(wait) => Err(AppError::Throttled {
-            retry_after: wait,
-            message: "Too many incorrect passwords.".into(),
-        }),
-    }
 }
 
 #[derive(Deserialize)]
@@ -132,13 +64,17 @@ pub async fn enable(
             .set_flash(Flash::info("Two-factor authentication is already on."));
         return Ok(redirect(TAB));
     }
-    if let Some(prompt) = require_sudo(
+    if let Some(prompt) = crate::web::sudo::require(
         &req,
         &me,
         &state,
         form.password,
-        "/settings/account/mfa/enable",
-        "turn on two-factor authentication",
+        crate::web::sudo::Prompt {
+            action: "/settings/account/mfa/enable".into(),
+            purpose: "turn on two-factor authentication",
+            hidden: vec![],
+            in_mfa_tab: true,
+        },
     )
     .await?
     {
@@ -314,9 +250,17 @@ pub async fn codes_copied(Posted { who: me, form: _ }: Posted<SignedIn, PlainFor
     Ok(redirect(TAB))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateForm {
+    password: Option<String>,
+    /// The generation of codes the page showed (see `mfa::replace_recovery_codes`).
+    generation: Option<i64>,
+}
+
 /// `POST …/recovery-codes`: a new set; the old one stops working at once.
 pub async fn regenerate_codes(
-    Posted { who: me, form }: Posted<SignedIn, SudoForm>,
+    Posted { who: me, form }: Posted<SignedIn, RegenerateForm>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
@@ -325,16 +269,16 @@ pub async fn regenerate_codes(
             .set_flash(Flash::error("Turn on two-factor authentication first."));
         return Ok(redirect(TAB));
     }
-    if let Some(prompt) = require_sudo(
-        &req,
-        &me,
-        &state,
-        form.password,
-        "/settings/account/mfa/recovery-codes",
-        "generate new recovery codes",
-    )
-    .await?
-    {
+    let generation = form.generation;
+    let prompt = crate::web::sudo::Prompt {
+        action: "/settings/account/mfa/recovery-codes".into(),
+        purpose: "generate new recovery codes",
+        hidden: generation
+            .map(|g| vec![("generation", g.to_string())])
+            .unwrap_or_default(),
+        in_mfa_tab: true,
+    };
+    if let Some(prompt) = crate::web::sudo::require(&req, &me, &state, form.password, prompt).await? {
         return Ok(prompt);
     }
     let codes = RecoveryCode::generate_set();
@@ -345,7 +289,7 @@ pub async fn regenerate_codes(
     let replaced = state
         .db
         .run(move |c| {
-            let replaced = mfa::replace_recovery_codes(c, id, &hashes, now)?;
+            let replaced = mfa::replace_recovery_codes(c, id, generation, &hashes, now)?;
             if replaced {
                 events::record(c, &event, now)?;
             }
@@ -354,7 +298,7 @@ pub async fn regenerate_codes(
         .await?;
     if !replaced {
         me.session.set_flash(Flash::error(
-            "Two-factor authentication is off, so there are no recovery codes.",
+            "Your recovery codes were just replaced by another request (a second click, or another tab), so these were not made. Use the codes that request showed, or generate a new set now.",
         ));
         return Ok(redirect(TAB));
     }
@@ -372,13 +316,17 @@ pub async fn disable_form(
             .set_flash(Flash::info("Two-factor authentication is already off."));
         return Ok(redirect(TAB));
     }
-    if let Some(prompt) = require_sudo(
+    if let Some(prompt) = crate::web::sudo::require(
         &req,
         &me,
         &state,
         None,
-        "/settings/account/mfa/disable",
-        "turn off two-factor authentication",
+        crate::web::sudo::Prompt {
+            action: "/settings/account/mfa/disable".into(),
+            purpose: "turn off two-factor authentication",
+            hidden: vec![],
+            in_mfa_tab: true,
+        },
     )
     .await?
     {
@@ -412,7 +360,20 @@ pub async fn disable(
     let action = "/settings/account/mfa/disable";
     let purpose = "turn off two-factor authentication";
     let had_password = form.password.is_some();
-    if let Some(prompt) = require_sudo(&req, &me, &state, form.password, action, purpose).await? {
+    if let Some(prompt) = crate::web::sudo::require(
+        &req,
+        &me,
+        &state,
+        form.password,
+        crate::web::sudo::Prompt {
+            action: action.into(),
+            purpose,
+            hidden: vec![],
+            in_mfa_tab: true,
+        },
+    )
+    .await?
+    {
         return Ok(prompt);
     }
     if had_password && form.code.is_none() {
@@ -455,21 +416,21 @@ pub async fn disable(
         .db
         .run(move |c| {
             if !mfa::disable(c, id, verified_secret.as_deref())? {
-                return Ok(false);
+                return Ok(None);
             }
             events::record(c, &event, now)?;
             // Sign the user out everywhere; this session goes on under a new key.
-            sessions::delete_for_user(c, id)?;
-            Ok(true)
+            Ok(sessions::revoke_all(c, id, None)?.map(|(_, epoch)| epoch))
         })
         .await?;
-    if !disabled {
+    let Some(new_epoch) = disabled else {
         me.session.set_flash(Flash::info(
             "Two-factor authentication had already been turned off or changed; nothing was done.",
         ));
         return Ok(redirect(TAB));
-    }
+    };
     me.session.renew();
+    let _ = me.session.insert(keys::EPOCH, new_epoch);
     me.session.set_flash(Flash::success(
         "Two-factor authentication is off. Its secret and recovery codes were deleted, and your other sessions were signed out.",
     ));

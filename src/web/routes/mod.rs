@@ -38,6 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/settings/account/mfa/disable", web::get().to(mfa::disable_form))
         .route("/settings/account/mfa/disable", web::post().to(mfa::disable))
+        .route("/settings/account/sudo", web::get().to(super::sudo::prompt_form))
+        .route("/settings/account/sudo", web::post().to(super::sudo::prompt_submit))
         .route("/settings/account/sessions", web::get().to(account::sessions_tab))
         .route(
             "/settings/account/sessions/revoke-others",

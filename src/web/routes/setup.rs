@@ -89,7 +89,7 @@ pub async fn submit(
     }
     let cost = state.bcrypt_cost;
     let pw = form.password;
-    let hash = web::block(move || password::hash(&pw, cost))
+    let hash = crate::web::hashing::run(move || password::hash(&pw, cost))
         .await
         .map_err(AppError::internal)?
         .map_err(AppError::internal)?;

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::db::events::{self, Kind};
 use crate::db::users;
 use crate::web::AppState;
-use crate::web::auth::{Client, FactorCheck, PendingLogin, check_second_factor, factor_message};
+use crate::web::auth::{Client, FactorCheck, PendingLogin, check_second_factor, device_cookie, factor_message};
 use crate::web::error::AppError;
 use crate::web::forms::Posted;
 use crate::web::pages::{Nav, Page, TwoFactorPage, ok, redirect, render};
@@ -43,7 +43,9 @@ pub async fn submit(
     }
     let user_id = pending.user_id;
     let user = state.db.run(move |c| users::find(c, user_id)).await?;
-    let Some(user) = user.filter(|u| u.mfa_enabled()) else {
+    // The account went away, its 2FA was reset, or all its sessions were
+    // revoked (password change) since the password was checked.
+    let Some(user) = user.filter(|u| u.mfa_enabled() && u.session_epoch == pending.epoch) else {
         // The account went away or its 2FA was reset meanwhile: start over.
         session.clear();
         session.set_flash(Flash::info("Please sign in again."));
@@ -56,7 +58,13 @@ pub async fn submit(
             let now = state.clock.now();
             let next = session.get::<String>(keys::NEXT).ok().flatten();
             let password_at = session.int(keys::PASSWORD_AT);
-            session.sign_in(user.id, now, password_at, &client.address, client.user_agent.as_deref());
+            session.sign_in(
+                &(&user).into(),
+                now,
+                password_at,
+                &client.address,
+                client.user_agent.as_deref(),
+            );
             if check == FactorCheck::Recovery {
                 session.set_flash(Flash::info(
                     "You signed in with a recovery code. It cannot be used again; check how many you have left under Settings.",
@@ -71,9 +79,10 @@ pub async fn submit(
                     events::record(c, &event, now)
                 })
                 .await?;
-            Ok(redirect(
-                &session::safe_next(next.as_deref()).unwrap_or_else(|| "/".into()),
-            ))
+            let mut resp = redirect(&session::safe_next(next.as_deref()).unwrap_or_else(|| "/".into()));
+            resp.add_cookie(&device_cookie(&state, user.id))
+                .map_err(AppError::internal)?;
+            Ok(resp)
         }
         FactorCheck::Throttled(wait) => Err(AppError::Throttled {
             retry_after: wait,

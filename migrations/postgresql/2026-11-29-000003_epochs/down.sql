@@ -1,0 +1,2 @@
+ALTER TABLE users DROP COLUMN recovery_codes_generation;
+ALTER TABLE users DROP COLUMN session_epoch;
