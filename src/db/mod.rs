@@ -314,13 +314,42 @@ impl Db {
     }
 }
 
+/// Switch the file to WAL once. Changing the journal mode needs the file to
+/// itself, and SQLite answers "locked" at once (without waiting out the busy
+/// timeout) while another server starting on the same file is migrating it;
+/// so look first, and retry for a while.
+fn set_wal(c: &mut SqliteConnection) -> anyhow::Result<()> {
+    #[derive(diesel::QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        journal_mode: String,
+    }
+    let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(BUSY_TIMEOUT_MS));
+    loop {
+        let current: Result<Vec<Mode>, _> = diesel::sql_query("PRAGMA journal_mode").load(c);
+        if current
+            .as_ref()
+            .is_ok_and(|m| m.first().is_some_and(|m| m.journal_mode.eq_ignore_ascii_case("wal")))
+        {
+            return Ok(());
+        }
+        match c.batch_execute("PRAGMA journal_mode = WAL;") {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("locked") => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot switch the SQLite file to WAL mode: {e}")),
+        }
+    }
+}
+
 fn migrate(conn: &mut Conn) -> anyhow::Result<()> {
     let failed = |e: Box<dyn std::error::Error + Send + Sync>| anyhow::anyhow!("database migration failed: {e}");
     match conn {
         Conn::Sqlite(c) => {
             // WAL lets readers work while one writer writes; it is a property
             // of the file, so setting it here once is enough.
-            c.batch_execute("PRAGMA journal_mode = WAL;")?;
+            set_wal(c)?;
             // Hold SQLite's write lock for the whole run, so servers starting
             // together on one file migrate one after the other.
             c.immediate_transaction(|c| {
