@@ -1,0 +1,80 @@
+//! Seeding through the library, before the server starts: accounts with 2FA
+//! already enrolled, the way the server itself would store them (secret
+//! sealed with the server's key under the user's context, recovery codes as
+//! keyed hashes, the last accepted step just behind now).
+
+use diesel::Connection;
+use latchkey::core::keys::Keyring;
+use latchkey::core::recovery::RecoveryCode;
+use latchkey::core::totp::TotpSecret;
+use latchkey::db::{Db, DbError, mfa, users};
+
+use crate::totp::{STEP, Totp, now_unix};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// One seeded account.
+#[derive(Clone)]
+pub struct Account {
+    pub username: String,
+    /// None: 2FA off.
+    pub totp: Option<Totp>,
+}
+
+/// A group of accounts: `count` users named `{prefix}{n}`, sharing one
+/// password hash (hashed once: bcrypt at cost 12 takes a quarter second).
+pub struct Group<'a> {
+    pub prefix: &'a str,
+    pub count: usize,
+    pub password_hash: &'a str,
+    pub two_factor: bool,
+}
+
+pub fn seed(db: &Db, keys: &Keyring, groups: &[Group<'_>]) -> anyhow::Result<Vec<Vec<Account>>> {
+    let now = i64::try_from(now_unix())?;
+    // Every step up to two behind now counts as used: T-1, T and T+1 are free.
+    let last_step = now_unix() / STEP - 2;
+    let mut conn = db.conn()?;
+    let out = conn.transaction::<_, DbError, _>(|c| {
+        let mut out = Vec::new();
+        for g in groups {
+            let mut accounts = Vec::with_capacity(g.count);
+            for n in 0..g.count {
+                let username = format!("{}{n}", g.prefix);
+                let user = users::create(c, &username, g.password_hash, false, now).map_err(|e| match e {
+                    users::CreateError::Db(d) => d,
+                    other => panic!("{other}"),
+                })?;
+                let totp = if g.two_factor {
+                    let secret = TotpSecret::generate();
+                    let sealed = keys.seal(secret.as_bytes(), &latchkey::web::auth::secret_context(user.id));
+                    let hashes: Vec<String> = RecoveryCode::generate_set()
+                        .iter()
+                        .map(|r| keys.recovery_hash(r.canonical()))
+                        .collect();
+                    mfa::start_enrolment(c, user.id, &sealed, now)?;
+                    let outcome = mfa::confirm_enrolment(
+                        c,
+                        user.id,
+                        &sealed,
+                        now,
+                        i64::try_from(last_step).unwrap(),
+                        &hashes,
+                        now,
+                    )?;
+                    assert_eq!(outcome, mfa::ConfirmOutcome::Enabled);
+                    Some(Totp {
+                        key: secret.as_bytes().try_into().unwrap(),
+                        last_step,
+                    })
+                } else {
+                    None
+                };
+                accounts.push(Account { username, totp });
+            }
+            out.push(accounts);
+        }
+        Ok(out)
+    })?;
+    Ok(out)
+}
