@@ -71,8 +71,8 @@ pub fn record_failure(c: &mut Conn, rule: &Rule, key: &str, now: i64) -> Result<
 /// otherwise the attempt is counted as a failure *now*, before the guess is
 /// checked, and the new counters come back. Checking first and counting
 /// after would let a burst of simultaneous guesses all pass the check before
-/// any was counted. A guess that turns out right calls `reset` or
-/// `refund`. The rows are locked in the order given, the same every time.
+/// any was counted. A guess that turns out right calls `reset`. The rows are
+/// locked in the order given, the same every time.
 pub fn begin_attempt(c: &mut Conn, rules: &[(Rule, String)], now: i64) -> Result<Result<Vec<Counter>, i64>, DbError> {
     c.transaction(|c| {
         let mut current = Vec::with_capacity(rules.len());
@@ -94,24 +94,6 @@ pub fn begin_attempt(c: &mut Conn, rules: &[(Rule, String)], now: i64) -> Result
             next.push(n);
         }
         Ok(Ok(next))
-    })
-}
-
-/// Take back one attempt that `begin_attempt` counted and that succeeded,
-/// for a counter that a success must not reset (the per-address one): one
-/// failure fewer, and no lock unless the remaining failures earn one.
-pub fn refund(c: &mut Conn, rule: &Rule, key: &str, now: i64) -> Result<(), DbError> {
-    c.transaction(|c| {
-        let Some(mut counter) = lock_row(c, rule, key)? else {
-            return Ok(());
-        };
-        counter.failures = counter.failures.saturating_sub(1);
-        if counter.failures < rule.free {
-            counter.locked_until = 0;
-        }
-        write(c, rule, key, &counter)?;
-        let _ = now;
-        Ok(())
     })
 }
 

@@ -356,10 +356,21 @@ pub async fn check_password(
     let now = state.clock.now();
     let known_device = user.is_some_and(|u| client.known_device_of == Some(u.id));
     let rules = password_rules(&account_key(state, account), &client.address, known_device);
-    let attempt = rules.clone();
+    // The account's counters take the attempt up front (see
+    // `begin_attempt`). The per-address counter — there against spraying
+    // many accounts, which the per-account counters already bound — is only
+    // checked here and counted on failure: counting every attempt in flight
+    // would lock out an office behind one address at its busiest moment.
+    let attempt = rules[..2].to_vec();
+    let address_rule = rules[2].clone();
     let reserved = state
         .db
-        .run(move |c| throttles::begin_attempt(c, &attempt, now))
+        .run(move |c| {
+            if let Some(wait) = throttles::retry_after(c, &address_rule.0, &address_rule.1, now)? {
+                return Ok(Err(wait));
+            }
+            throttles::begin_attempt(c, &attempt, now)
+        })
         .await?;
     if let Err(w) = reserved {
         let event = client.event(Kind::LoginThrottled, user);
@@ -387,11 +398,11 @@ pub async fn check_password(
         .run(move |c| {
             if correct {
                 // The attempt was counted up front; a success clears the
-                // account's counters and takes its count back from the address.
+                // account's counters.
                 throttles::reset(c, &rules[0].0, &rules[0].1)?;
                 throttles::reset(c, &rules[1].0, &rules[1].1)?;
-                throttles::refund(c, &rules[2].0, &rules[2].1, now)?;
             } else {
+                throttles::record_failure(c, &rules[2].0, &rules[2].1, now)?;
                 events::record(c, &event, now)?;
             }
             Ok(())
