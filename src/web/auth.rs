@@ -249,6 +249,42 @@ impl FromRequest for SignedIn {
     }
 }
 
+/// The last step of every sign-in, whatever the factors were: a new
+/// session key for a fully signed-in session, the login recorded, the
+/// known-device cookie, and on to `next` (a same-site path) or the dashboard.
+/// `password_at` is when the password was checked (for sudo mode).
+pub async fn complete_sign_in(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    client: &Client,
+    password_at: i64,
+    next: Option<&str>,
+) -> Result<actix_web::HttpResponse, AppError> {
+    let now = state.clock.now();
+    session.sign_in(
+        &user.into(),
+        now,
+        password_at,
+        &client.address,
+        client.user_agent.as_deref(),
+    );
+    let event = client.event(Kind::LoginSucceeded, Some(user));
+    let id = user.id;
+    state
+        .db
+        .run(move |c| {
+            users::record_login(c, id, now)?;
+            events::record(c, &event, now)
+        })
+        .await?;
+    let to = session::safe_next(next).unwrap_or_else(|| "/".into());
+    let mut resp = crate::web::pages::redirect(&to);
+    resp.add_cookie(&device_cookie(state, user.id))
+        .map_err(AppError::internal)?;
+    Ok(resp)
+}
+
 /// A signed-in administrator. Anyone else signed in gets 403.
 pub struct Admin(pub SignedIn);
 

@@ -10,7 +10,7 @@ use crate::core::username::{self, Username};
 use crate::db::events::{self, Kind};
 use crate::db::users;
 use crate::web::AppState;
-use crate::web::auth::{Client, PasswordCheck, check_password, device_cookie};
+use crate::web::auth::{Client, PasswordCheck, check_password, complete_sign_in};
 use crate::web::error::AppError;
 use crate::web::forms::Protected;
 use crate::web::pages::{LoginPage, Nav, Page, ok, redirect, render};
@@ -122,20 +122,7 @@ pub async fn submit(
                 session.begin_second_factor(&(&user).into(), now, next.as_deref());
                 return Ok(redirect("/login/two-factor"));
             }
-            session.sign_in(&(&user).into(), now, now, &client.address, client.user_agent.as_deref());
-            let event = client.event(Kind::LoginSucceeded, Some(&user));
-            let id = user.id;
-            state
-                .db
-                .run(move |c| {
-                    users::record_login(c, id, now)?;
-                    events::record(c, &event, now)
-                })
-                .await?;
-            let mut resp = redirect(next.as_deref().unwrap_or("/"));
-            resp.add_cookie(&device_cookie(&state, user.id))
-                .map_err(AppError::internal)?;
-            Ok(resp)
+            complete_sign_in(&state, &session, &user, &client, now, next.as_deref()).await
         }
     }
 }

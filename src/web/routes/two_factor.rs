@@ -4,10 +4,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use crate::db::events::{self, Kind};
 use crate::db::users;
 use crate::web::AppState;
-use crate::web::auth::{Client, FactorCheck, PendingLogin, check_second_factor, device_cookie, factor_message};
+use crate::web::auth::{Client, FactorCheck, PendingLogin, check_second_factor, complete_sign_in, factor_message};
 use crate::web::error::AppError;
 use crate::web::forms::Posted;
 use crate::web::pages::{Nav, Page, TwoFactorPage, ok, redirect, render};
@@ -55,34 +54,14 @@ pub async fn submit(
     let check = check_second_factor(&state, &user, &form.code, &client).await?;
     match check {
         FactorCheck::Totp | FactorCheck::Recovery => {
-            let now = state.clock.now();
-            let next = session.get::<String>(keys::NEXT).ok().flatten();
-            let password_at = session.int(keys::PASSWORD_AT);
-            session.sign_in(
-                &(&user).into(),
-                now,
-                password_at,
-                &client.address,
-                client.user_agent.as_deref(),
-            );
             if check == FactorCheck::Recovery {
                 session.set_flash(Flash::info(
                     "You signed in with a recovery code. It cannot be used again; check how many you have left under Settings.",
                 ));
             }
-            let event = client.event(Kind::LoginSucceeded, Some(&user));
-            let id = user.id;
-            state
-                .db
-                .run(move |c| {
-                    users::record_login(c, id, now)?;
-                    events::record(c, &event, now)
-                })
-                .await?;
-            let mut resp = redirect(&session::safe_next(next.as_deref()).unwrap_or_else(|| "/".into()));
-            resp.add_cookie(&device_cookie(&state, user.id))
-                .map_err(AppError::internal)?;
-            Ok(resp)
+            let next = session.get::<String>(keys::NEXT).ok().flatten();
+            let password_at = session.int(keys::PASSWORD_AT);
+            complete_sign_in(&state, session, &user, &client, password_at, next.as_deref()).await
         }
         FactorCheck::Throttled(wait) => Err(AppError::Throttled {
             retry_after: wait,
