@@ -14,11 +14,8 @@
 //! further but let any other busy process on the machine starve sign-ins, so
 //! they run at normal priority.) What is computed is unchanged.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -32,15 +29,13 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let slot = Arc::new(Mutex::new(Slot {
-        value: None,
-        waker: None,
-        done: false,
-    }));
-    let mut sender = Sender(slot.clone());
-    let job: Job = Box::new(move || sender.send(f()));
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    // A job that panics drops `reply`, which ends the wait with an error.
+    let job: Job = Box::new(move || {
+        let _ = reply.send(f());
+    });
     queue().send(job).map_err(|_| HashingError)?;
-    Reply(slot).await
+    answer.await.map_err(|_| HashingError)
 }
 
 fn queue() -> &'static mpsc::Sender<Job> {
@@ -60,8 +55,8 @@ fn queue() -> &'static mpsc::Sender<Job> {
                             Err(_) => return,
                         };
                         let Ok(job) = job else { return };
-                        // A panicking job drops its sender, which ends the
-                        // waiting request with an error; the thread lives on.
+                        // A panicking job ends its request with an error; the
+                        // thread lives on.
                         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                     }
                 })
@@ -69,54 +64,6 @@ fn queue() -> &'static mpsc::Sender<Job> {
         }
         tx
     })
-}
-
-struct Slot<T> {
-    value: Option<T>,
-    waker: Option<Waker>,
-    done: bool,
-}
-
-struct Sender<T>(Arc<Mutex<Slot<T>>>);
-
-impl<T> Sender<T> {
-    fn send(&mut self, value: T) {
-        if let Ok(mut s) = self.0.lock() {
-            s.value = Some(value);
-        }
-    }
-}
-
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        let waker = self.0.lock().ok().and_then(|mut s| {
-            s.done = true;
-            s.waker.take()
-        });
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-}
-
-struct Reply<T>(Arc<Mutex<Slot<T>>>);
-
-impl<T> Future for Reply<T> {
-    type Output = Result<T, HashingError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Ok(mut s) = self.0.lock() else {
-            return Poll::Ready(Err(HashingError));
-        };
-        if let Some(v) = s.value.take() {
-            return Poll::Ready(Ok(v));
-        }
-        if s.done {
-            return Poll::Ready(Err(HashingError));
-        }
-        s.waker = Some(cx.waker().clone());
-        Poll::Pending
-    }
 }
 
 #[cfg(test)]
