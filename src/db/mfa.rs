@@ -226,3 +226,17 @@ pub fn reseal_secret(c: &mut Conn, user_id: i64, old: &str, new: &str) -> Result
         .execute(c)?;
     Ok(())
 }
+
+/// Take the lock that serialises every second-factor attempt of one user:
+/// the user's row (PostgreSQL row lock; SQLite's write lock). `false` when
+/// 2FA is off.
+pub fn lock_for_attempt(c: &mut Conn, user_id: i64) -> Result<bool, DbError> {
+    let n = diesel::update(
+        users::table
+            .find(user_id)
+            .filter(users::totp_secret_sealed.is_not_null()),
+    )
+    .set(users::totp_last_step.eq(users::totp_last_step))
+    .execute(c)?;
+    Ok(n == 1)
+}

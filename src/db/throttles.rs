@@ -6,7 +6,7 @@ use super::{Conn, DbError};
 use crate::core::throttle::{Counter, Rule};
 use crate::schema::throttles;
 
-fn read(c: &mut Conn, rule: &Rule, key: &str) -> Result<Option<Counter>, DbError> {
+pub fn read(c: &mut Conn, rule: &Rule, key: &str) -> Result<Option<Counter>, DbError> {
     let row: Option<(i32, i64, i64)> = throttles::table
         .find((rule.scope, key))
         .select((throttles::failures, throttles::last_failure, throttles::locked_until))
@@ -146,4 +146,11 @@ pub fn unlock_account(c: &mut Conn, user_id: i64, username: &str) -> Result<usiz
 /// Escape LIKE's wildcards (`_` is legal in usernames).
 fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Store a counter, creating its row if needed. Call it inside a
+/// transaction that holds a lock covering the key.
+pub fn store(c: &mut Conn, rule: &Rule, key: &str, counter: &Counter) -> Result<(), DbError> {
+    lock_row(c, rule, key)?;
+    write(c, rule, key, counter)
 }

@@ -3,6 +3,8 @@
 //! every route shares, with their throttling and security-log entries.
 
 use std::future::Future;
+
+use diesel::Connection;
 use std::net::IpAddr;
 use std::pin::Pin;
 
@@ -274,8 +276,11 @@ pub async fn complete_sign_in(
     state
         .db
         .run(move |c| {
-            users::record_login(c, id, now)?;
-            events::record(c, &event, now)
+            // One commit for both.
+            c.transaction(|c| {
+                users::record_login(c, id, now)?;
+                events::record(c, &event, now)
+            })
         })
         .await?;
     let to = session::safe_next(next).unwrap_or_else(|| "/".into());
@@ -477,129 +482,118 @@ impl FactorCheck {
     }
 }
 
-/// Check a TOTP or recovery code for `user`, counting attempts per account
-/// in the database. The attempt is counted before the code is checked (and
-/// the count cleared if it was right), so a burst of simultaneous guesses
-/// gets no more tries than a patient guesser. A TOTP step and a recovery
-/// code are each accepted at most once, atomically, whatever the
-/// concurrency or the instance.
+/// Check a TOTP or recovery code for `user`, counting failures per account
+/// in the database.
+///
+/// Everything after the (pure, microsecond) code check happens in ONE
+/// transaction that first locks the user's row: the lock check, accepting
+/// the time step or consuming the recovery code, and counting the failure.
+/// Attempts on one account therefore run one after the other, on every
+/// instance, and each sees the count its predecessors left: a burst of
+/// simultaneous guesses gets no more tries than a patient guesser, a TOTP
+/// step and a recovery code are each accepted at most once, and the whole
+/// check costs one commit.
 pub async fn check_second_factor(
     state: &AppState,
     user: &User,
     input: &str,
     client: &Client,
 ) -> Result<FactorCheck, AppError> {
-    enum Guess {
-        Totp(TotpCode),
-        Recovery(RecoveryCode),
+    enum Verdict {
+        /// The matching time step, if the code matched one in the window.
+        Totp(Option<i64>),
+        /// The code's keyed hashes under each server key.
+        Recovery(Vec<String>),
     }
-    let guess = if let Some(code) = TotpCode::parse(input) {
-        Guess::Totp(code)
-    } else if let Some(code) = RecoveryCode::parse(input) {
-        Guess::Recovery(code)
-    } else {
-        // Not a guess at any secret: not counted.
-        return Ok(FactorCheck::Malformed);
-    };
     let Some(sealed) = user.totp_secret_sealed.clone() else {
         return Ok(FactorCheck::Wrong);
     };
     let now = state.clock.now();
-    let rule = throttle::SECOND_FACTOR_ACCOUNT;
-    let key = user.id.to_string();
     let user_id = user.id;
-
-    let attempt = vec![(rule, key.clone())];
-    let counters = match state
-        .db
-        .run(move |c| throttles::begin_attempt(c, &attempt, now))
-        .await?
-    {
-        Err(wait) => return Ok(FactorCheck::Throttled(wait)),
-        Ok(counters) => counters,
-    };
-    let locks_now = counters.first().is_some_and(|k| k.locked_until > now);
-
-    let outcome = match guess {
-        Guess::Totp(code) => {
-            let bytes = state
-                .keys
-                .open(&sealed, &secret_context(user_id))
-                .map_err(AppError::internal)?;
-            let secret = TotpSecret::from_bytes(&bytes)
-                .ok_or_else(|| AppError::internal(anyhow::anyhow!("stored TOTP secret has the wrong length")))?;
-            match secret.verify(&code, now, state.totp_skew) {
-                Some(step) => {
-                    let step = i64::try_from(step).map_err(AppError::internal)?;
-                    let reset_key = key.clone();
-                    // The counter's reset rides along with the accepted step:
-                    // one database call (docs/PERFORMANCE.md).
-                    let fresh = state
-                        .db
-                        .run(move |c| {
-                            let fresh = mfa::accept_step(c, user_id, step)?;
-                            if fresh {
-                                throttles::reset(c, &rule, &reset_key)?;
-                            }
-                            Ok(fresh)
-                        })
-                        .await?;
-                    if fresh && state.keys.is_stale(&sealed) {
-                        let resealed = state.keys.seal(secret.as_bytes(), &secret_context(user_id));
-                        state
-                            .db
-                            .run(move |c| mfa::reseal_secret(c, user_id, &sealed, &resealed))
-                            .await?;
-                    }
-                    if fresh {
-                        FactorCheck::Totp
-                    } else {
-                        FactorCheck::Replayed
-                    }
-                }
-                None => FactorCheck::Wrong,
-            }
-        }
-        Guess::Recovery(code) => {
-            let candidates = state.keys.recovery_hash_candidates(code.canonical());
-            let event = client.event(Kind::RecoveryCodeUsed, Some(user));
-            let reset_key = key.clone();
-            let used = state
+    let verdict = if let Some(code) = TotpCode::parse(input) {
+        let bytes = state
+            .keys
+            .open(&sealed, &secret_context(user_id))
+            .map_err(AppError::internal)?;
+        let secret = TotpSecret::from_bytes(&bytes)
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("stored TOTP secret has the wrong length")))?;
+        let step = secret
+            .verify(&code, now, state.totp_skew)
+            .map(i64::try_from)
+            .transpose()
+            .map_err(AppError::internal)?;
+        if step.is_some() && state.keys.is_stale(&sealed) {
+            let resealed = state.keys.seal(secret.as_bytes(), &secret_context(user_id));
+            let old = sealed.clone();
+            state
                 .db
-                .run(move |c| {
-                    let used = mfa::consume_recovery_code(c, user_id, &candidates, now)?;
-                    if used {
-                        throttles::reset(c, &rule, &reset_key)?;
-                        events::record(c, &event, now)?;
-                    }
-                    Ok(used)
-                })
+                .run(move |c| mfa::reseal_secret(c, user_id, &old, &resealed))
                 .await?;
-            if used {
-                FactorCheck::Recovery
-            } else {
-                FactorCheck::Wrong
-            }
         }
+        Verdict::Totp(step)
+    } else if let Some(code) = RecoveryCode::parse(input) {
+        Verdict::Recovery(state.keys.recovery_hash_candidates(code.canonical()))
+    } else {
+        // Not a guess at any secret: not counted.
+        return Ok(FactorCheck::Malformed);
     };
 
-    if !outcome.accepted() {
-        let mut fail_event = client.event(Kind::SecondFactorFailed, Some(user));
-        if outcome == FactorCheck::Replayed {
-            fail_event.detail = Some("code already used".into());
-        }
-        let lock_event = client.event(Kind::SecondFactorLocked, Some(user));
-        state
-            .db
-            .run(move |c| {
-                events::record(c, &fail_event, now)?;
-                if locks_now {
-                    events::record(c, &lock_event, now)?;
+    let rule = throttle::SECOND_FACTOR_ACCOUNT;
+    let key = user_id.to_string();
+    let fail_event = client.event(Kind::SecondFactorFailed, Some(user));
+    let lock_event = client.event(Kind::SecondFactorLocked, Some(user));
+    let recovery_event = client.event(Kind::RecoveryCodeUsed, Some(user));
+    let outcome = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                if !mfa::lock_for_attempt(c, user_id)? {
+                    return Ok(FactorCheck::Wrong); // 2FA went off meanwhile
                 }
-                Ok(())
+                let counter = throttles::read(c, &rule, &key)?;
+                if let Some(wait) = counter.and_then(|k| rule.retry_after(&k, now)) {
+                    return Ok(FactorCheck::Throttled(wait));
+                }
+                let outcome = match verdict {
+                    Verdict::Totp(Some(step)) => {
+                        if mfa::accept_step(c, user_id, step)? {
+                            FactorCheck::Totp
+                        } else {
+                            FactorCheck::Replayed
+                        }
+                    }
+                    Verdict::Totp(None) => FactorCheck::Wrong,
+                    Verdict::Recovery(candidates) => {
+                        if mfa::consume_recovery_code(c, user_id, &candidates, now)? {
+                            FactorCheck::Recovery
+                        } else {
+                            FactorCheck::Wrong
+                        }
+                    }
+                };
+                if outcome.accepted() {
+                    if counter.is_some() {
+                        throttles::reset(c, &rule, &key)?;
+                    }
+                    if outcome == FactorCheck::Recovery {
+                        events::record(c, &recovery_event, now)?;
+                    }
+                } else {
+                    let next = rule.record_failure(counter, now);
+                    throttles::store(c, &rule, &key, &next)?;
+                    let mut fail_event = fail_event;
+                    if outcome == FactorCheck::Replayed {
+                        fail_event.detail = Some("code already used".into());
+                    }
+                    events::record(c, &fail_event, now)?;
+                    if next.locked_until > now {
+                        events::record(c, &lock_event, now)?;
+                    }
+                }
+                Ok(outcome)
             })
-            .await?;
-    }
+        })
+        .await?;
     Ok(outcome)
 }
 
