@@ -6,8 +6,7 @@
 //! Slow (a minute or two), so it is not part of the normal suite:
 //! `scripts/crash-loop` runs it.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,31 +18,6 @@ use crate::helpers::*;
 use crate::soak::{Account, Tally, virtual_user_round};
 
 const USERS: usize = 16;
-
-/// The caller kills and waits for the child it gets back.
-#[allow(clippy::zombie_processes)]
-fn start_server(dir: &std::path::Path) -> (Child, String) {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--bcrypt-cost", "4"])
-        .env("RUST_LOG", "info")
-        .current_dir(dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = server.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("server starts");
-        if let Some(i) = line.find("listening on ") {
-            return (server, line[i + "listening on ".len()..].trim().to_string());
-        }
-    }
-}
 
 #[derive(QueryableByName)]
 struct Check {
@@ -63,19 +37,7 @@ async fn kill_nine_ten_times() {
     let dir = tempfile::tempdir().unwrap();
     let db_file = dir.path().join("latchkey.db");
     for i in 0..USERS {
-        let mut add = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .args(["user", "add", &format!("crash{i}"), "--bcrypt-cost", "4"])
-            .current_dir(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        add.stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .unwrap();
-        assert!(add.wait().unwrap().success());
+        cli_add_user(dir.path(), &format!("crash{i}"), 4);
     }
     let mut accounts: Vec<Account> = (0..USERS).map(|i| Account::new(format!("crash{i}"))).collect();
     let mut seed = latchkey::core::random_bytes::<8>()
@@ -83,7 +45,7 @@ async fn kill_nine_ten_times() {
         .fold(0u64, |a, b| a * 256 + u64::from(*b));
 
     for round in 0..10 {
-        let (mut server, base) = start_server(dir.path());
+        let (mut server, base) = start_server_binary(dir.path());
         // Work for a random 1–4 s, then kill -9 in the middle of it.
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let run_for = Duration::from_millis(1_000 + seed % 3_000);
@@ -167,7 +129,7 @@ async fn kill_nine_ten_times() {
     }
 
     // After the last crash: every account works, as its user believes it is.
-    let (mut server, base) = start_server(dir.path());
+    let (mut server, base) = start_server_binary(dir.path());
     for acct in &accounts {
         let c = TestClient::new(&base);
         let p = c.login(&acct.name, PASSWORD).await;

@@ -533,3 +533,51 @@ pub fn wrong_code(secret_base32: &str, now: i64) -> String {
         .find(|c| !valid.contains(c))
         .unwrap()
 }
+
+/// Start the `latchkey` binary in `dir` (its SQLite file and key there) on a
+/// free port; returns the process and its base URL, read from its log. The
+/// caller kills and waits for the child it gets back.
+#[allow(clippy::zombie_processes)]
+pub fn start_server_binary(dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--bcrypt-cost", "4"])
+        .env("RUST_LOG", "info")
+        .current_dir(dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("server starts");
+        if let Some(i) = line.find("listening on ") {
+            return (server, line[i + "listening on ".len()..].trim().to_string());
+        }
+    }
+}
+
+/// `latchkey user add NAME --bcrypt-cost COST` in `dir`, password on stdin.
+pub fn cli_add_user(dir: &std::path::Path, name: &str, cost: u32) {
+    use std::io::Write;
+    let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["user", "add", name, "--bcrypt-cost", &cost.to_string()])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+}

@@ -1,8 +1,7 @@
 //! Graceful shutdown: SIGTERM lets requests in flight finish, then the
 //! process exits cleanly within a few seconds.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
@@ -10,43 +9,10 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_in_flight_and_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_latchkey");
     // A user whose password takes a while to check (bcrypt cost 13), so a
     // sign-in is still running when the signal arrives.
-    let mut add = Command::new(bin)
-        .args(["user", "add", "alice", "--bcrypt-cost", "13"])
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    assert!(add.wait().unwrap().success());
-
-    let mut server = Command::new(bin)
-        .args(["serve", "--bind", "127.0.0.1:0", "--bcrypt-cost", "4"])
-        .env("RUST_LOG", "info")
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = server.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let base = loop {
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("server starts");
-        if let Some(i) = line.find("listening on ") {
-            break line[i + "listening on ".len()..].trim().to_string();
-        }
-    };
+    cli_add_user(dir.path(), "alice", 13);
+    let (mut server, base) = start_server_binary(dir.path());
 
     let c = TestClient::new(&base);
     let _ = c.csrf().await;
