@@ -347,6 +347,15 @@ impl FromRequest for PendingLogin {
     }
 }
 
+/// Hash a new password at the configured cost, on the hashing threads.
+pub async fn hash_password(state: &AppState, password: String) -> Result<String, AppError> {
+    let cost = state.bcrypt_cost;
+    super::hashing::run(move || crate::core::password::hash(&password, cost))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)
+}
+
 /// What became of a password check.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PasswordCheck {

@@ -10,7 +10,7 @@ use crate::core::password;
 use crate::db::events::{self, Kind};
 use crate::db::{mfa, sessions, users};
 use crate::web::AppState;
-use crate::web::auth::{Client, PasswordCheck, SignedIn, check_password};
+use crate::web::auth::{Client, PasswordCheck, SignedIn, check_password, hash_password};
 use crate::web::error::AppError;
 use crate::web::forms::Posted;
 use crate::web::pages::{
@@ -110,12 +110,7 @@ pub async fn change_password(
         PasswordCheck::Wrong => return again(StatusCode::UNAUTHORIZED, "Your current password is not correct.".into()),
         PasswordCheck::Correct => {}
     }
-    let cost = state.bcrypt_cost;
-    let pw = form.new_password;
-    let hash = crate::web::hashing::run(move || password::hash(&pw, cost))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::internal)?;
+    let hash = hash_password(&state, form.new_password).await?;
     let now = state.clock.now();
     let id = me.user.id;
     let event = client.event(Kind::PasswordChanged, Some(&me.user));

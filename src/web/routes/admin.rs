@@ -6,14 +6,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::core::password;
 use crate::core::policy::{DEFAULT_GRACE_DAYS, MfaPolicy};
 use crate::core::username::Username;
 use crate::db::events::{self, Kind};
 use crate::db::users::{self, AdminChange, CreateError};
 use crate::db::{mfa, sessions, settings, throttles};
 use crate::web::AppState;
-use crate::web::auth::{Admin, Client};
+use crate::web::auth::{Admin, Client, hash_password};
 use crate::web::error::AppError;
 use crate::web::forms::Posted;
 use crate::web::pages::{
@@ -154,12 +153,7 @@ pub async fn create(
     let is_admin = matches!(form.admin.as_deref(), Some("1" | "on" | "true"));
     // 120 bits, readable: the user types it once and then chooses their own.
     let temporary = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<15>());
-    let cost = state.bcrypt_cost;
-    let pw = temporary.clone();
-    let hash = crate::web::hashing::run(move || password::hash(&pw, cost))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::internal)?;
+    let hash = hash_password(&state, temporary.clone()).await?;
     let now = state.clock.now();
     let client = Client::of(&req);
     let admin_user = me.0.user.clone();
@@ -219,13 +213,10 @@ pub async fn reset_form(
     state: web::Data<AppState>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let user = target(&state, path.into_inner()).await?;
-    if let Some(detour) = own_account(&me, &user) {
-        return Ok(detour);
-    }
-    if let Some(detour) = needs_password(&me, &state, &format!("/admin/users/{}/reset-mfa", user.id)) {
-        return Ok(detour);
-    }
+    let user = match reset_target(&me, &state, path.into_inner()).await? {
+        Ok(user) => user,
+        Err(detour) => return Ok(detour),
+    };
     if !user.mfa_enabled() {
         me.0.session.set_flash(Flash::info(format!(
             "Two-factor authentication is already off for {}.",
@@ -244,6 +235,20 @@ pub async fn reset_form(
 #[serde(deny_unknown_fields)]
 pub struct EmptyForm {}
 
+/// The account whose 2FA is to be reset — or the detour first: one's own
+/// account goes through the normal disable flow, and a stale password
+/// through the prompt.
+async fn reset_target(me: &Admin, state: &AppState, id: i64) -> Result<Result<users::User, HttpResponse>, AppError> {
+    let user = target(state, id).await?;
+    if let Some(detour) = own_account(me, &user) {
+        return Ok(Err(detour));
+    }
+    if let Some(detour) = needs_password(me, state, &format!("/admin/users/{}/reset-mfa", user.id)) {
+        return Ok(Err(detour));
+    }
+    Ok(Ok(user))
+}
+
 /// `POST /admin/users/{id}/reset-mfa`: 2FA off (lost phone), sessions ended.
 pub async fn reset(
     Posted { who: me, form: _ }: Posted<Admin, EmptyForm>,
@@ -251,13 +256,10 @@ pub async fn reset(
     state: web::Data<AppState>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let user = target(&state, path.into_inner()).await?;
-    if let Some(detour) = own_account(&me, &user) {
-        return Ok(detour);
-    }
-    if let Some(detour) = needs_password(&me, &state, &format!("/admin/users/{}/reset-mfa", user.id)) {
-        return Ok(detour);
-    }
+    let user = match reset_target(&me, &state, path.into_inner()).await? {
+        Ok(user) => user,
+        Err(detour) => return Ok(detour),
+    };
     let now = state.clock.now();
     let event = admin_event(&Client::of(&req), Kind::MfaResetByAdmin, &user, &me.0.user);
     let id = user.id;

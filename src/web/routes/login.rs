@@ -10,7 +10,7 @@ use crate::core::username::{self, Username};
 use crate::db::events::{self, Kind};
 use crate::db::users;
 use crate::web::AppState;
-use crate::web::auth::{Client, PasswordCheck, check_password, complete_sign_in};
+use crate::web::auth::{Client, PasswordCheck, check_password, complete_sign_in, hash_password};
 use crate::web::error::AppError;
 use crate::web::forms::Protected;
 use crate::web::pages::{LoginPage, Nav, Page, ok, redirect, render};
@@ -110,11 +110,8 @@ pub async fn submit(
         PasswordCheck::Correct => {
             let user = user.ok_or_else(|| AppError::internal(anyhow::anyhow!("correct password without a user")))?;
             if let Some(pw) = rehash_with {
-                let (cost, id, old) = (state.bcrypt_cost, user.id, user.password_hash.clone());
-                let new = crate::web::hashing::run(move || password::hash(&pw, cost))
-                    .await
-                    .map_err(AppError::internal)?
-                    .map_err(AppError::internal)?;
+                let (id, old) = (user.id, user.password_hash.clone());
+                let new = hash_password(&state, pw).await?;
                 state.db.run(move |c| users::rehash_password(c, id, &old, &new)).await?;
             }
             let now = state.clock.now();

@@ -11,7 +11,7 @@ use crate::core::username::Username;
 use crate::db::events::{self, Kind};
 use crate::db::setup::{self, SetupError};
 use crate::web::AppState;
-use crate::web::auth::Client;
+use crate::web::auth::{Client, hash_password};
 use crate::web::error::AppError;
 use crate::web::forms::Protected;
 use crate::web::pages::{Nav, Page, SetupPage, ok, redirect, render};
@@ -87,12 +87,7 @@ pub async fn submit(
     if form.password != form.password_confirm {
         return again("The two passwords do not match.".into(), name.as_str());
     }
-    let cost = state.bcrypt_cost;
-    let pw = form.password;
-    let hash = crate::web::hashing::run(move || password::hash(&pw, cost))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::internal)?;
+    let hash = hash_password(&state, form.password).await?;
     let now = state.clock.now();
     let client = Client::of(&req);
     let result = state
