@@ -244,32 +244,42 @@ fn main() -> anyhow::Result<()> {
         let wall = Instant::now();
         match scenario {
             'a' => rt.block_on(scenario_a(&bases, &args, &mut summary))?,
-            'b' => {
+            'b' | 'd' => {
                 // (b) measures the second-factor step, which hashes no
-                // password. Its unmeasured password step runs on servers of
-                // its own started with --bcrypt-cost 4: a server that
-                // upgrades weaker hashes at sign-in would otherwise spend a
-                // cost-12 hash on each of the logins opened first.
+                // password, and (d) sends it as one of its probes. The
+                // unmeasured password step that opens those pending logins
+                // runs on servers of its own, started with --bcrypt-cost 4
+                // on the same database: a server that upgrades weaker hashes
+                // at sign-in would otherwise spend a cost-12 hash on each.
                 let cheap: Vec<Server> = (0..args.instances)
                     .map(|_| Server::start(&args.server, &database_url, &key_file, 4))
                     .collect::<anyhow::Result<_>>()?;
                 let cheap_bases: Vec<String> = cheap.iter().map(|s| s.base.clone()).collect();
-                set_pids(&cheap);
-                rt.block_on(scenario_b(&cheap_bases, &args, &b, &mut summary))?;
-                for s in &cheap {
-                    let (hwm, rss) = s.memory_kib();
-                    summary.add(format!(
-                        "server pid {} (--bcrypt-cost 4, for (b)): peak RSS {:.1} MiB, RSS {:.1} MiB, {} threads",
-                        s.pid(),
-                        hwm as f64 / 1024.0,
-                        rss as f64 / 1024.0,
-                        s.threads()
-                    ));
+                if *scenario == 'd' {
+                    rt.block_on(scenario_cd(
+                        &bases,
+                        &args,
+                        &flow_pool,
+                        Some((&d, &p, &cheap_bases)),
+                        &mut summary,
+                    ))?;
+                } else {
+                    set_pids(&cheap);
+                    rt.block_on(scenario_b(&cheap_bases, &args, &b, &mut summary))?;
+                    for s in &cheap {
+                        let (hwm, rss) = s.memory_kib();
+                        summary.add(format!(
+                            "server pid {} (--bcrypt-cost 4, for (b)): peak RSS {:.1} MiB, RSS {:.1} MiB, {} threads",
+                            s.pid(),
+                            hwm as f64 / 1024.0,
+                            rss as f64 / 1024.0,
+                            s.threads()
+                        ));
+                    }
+                    set_pids(&servers);
                 }
-                set_pids(&servers);
             }
             'c' => rt.block_on(scenario_cd(&bases, &args, &flow_pool, None, &mut summary))?,
-            'd' => rt.block_on(scenario_cd(&bases, &args, &flow_pool, Some((&d, &p)), &mut summary))?,
             other => anyhow::bail!("unknown scenario {other}"),
         }
         let cpu = server_cpu() - cpu_before;
@@ -698,7 +708,7 @@ async fn scenario_cd(
     bases: &[String],
     args: &Args,
     pool: &Arc<FlowPool>,
-    probes: Option<(&[Account], &[Account])>,
+    probes: Option<(&[Account], &[Account], &[String])>,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let name = if probes.is_some() { "d" } else { "c" };
@@ -727,7 +737,7 @@ async fn scenario_cd(
 
     // (d): probes prepared before the load starts.
     let mut probe_work: Vec<ProbeWork> = Vec::new();
-    if let Some((d_accounts, p_accounts)) = probes {
+    if let Some((d_accounts, p_accounts, cheap_bases)) = probes {
         let base = &bases[0];
         let client = http::client();
         for (i, kind) in [Probe::LoginPage, Probe::LoginPage, Probe::Dashboard, Probe::Dashboard]
@@ -742,7 +752,8 @@ async fn scenario_cd(
             }
             probe_work.push((kind, bases[i % bases.len()].clone(), cookies, token, Vec::new()));
         }
-        let pending = open_pending(bases, d_accounts, 3, 2).await?;
+        // Opened on the cost-4 servers, for the reason given at (b).
+        let pending = open_pending(cheap_bases, d_accounts, 3, 2).await?;
         for (i, mine) in pending.into_iter().enumerate() {
             probe_work.push((
                 Probe::SecondFactor,

@@ -45,7 +45,7 @@ pub fn pending_enrolment(c: &mut Conn, user_id: i64, not_before: i64) -> Result<
         .find(user_id)
         .filter(mfa_enrolments::created_at.ge(not_before))
         .select(Enrolment::as_select())
-        .first(c)
+        .get_result(c)
         .optional()?)
 }
 

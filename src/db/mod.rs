@@ -12,6 +12,10 @@
 //! that writes starts with a write statement, so it takes the write lock at
 //! once (like `BEGIN IMMEDIATE`); on PostgreSQL the same first statement is a
 //! conditional UPDATE that locks the row it checks.
+//!
+//! Lookups by a key read with `.get_result`, not `.first`: `.first` adds
+//! `LIMIT ?`, and SQLite re-compiles a statement whose LIMIT parameter is
+//! bound again — on every run, with the statement cache doing nothing.
 
 pub mod events;
 pub mod mfa;
@@ -23,7 +27,8 @@ pub mod throttles;
 pub mod users;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -54,6 +59,8 @@ macro_rules! on_backend {
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgresql");
 
+/// How long a call waits for a free connection before the request gets a 503.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a writer waits for SQLite's lock before giving up with "busy".
 const BUSY_TIMEOUT_MS: u32 = 5_000;
 /// Key of the PostgreSQL advisory lock held while migrating ("latchkey" in ASCII).
@@ -157,6 +164,8 @@ pub enum DbError {
     Pool(#[from] diesel::r2d2::PoolError),
     #[error("the blocking task was cancelled")]
     Cancelled,
+    #[error("no database connection became free in time")]
+    Busy,
 }
 
 impl DbError {
@@ -164,7 +173,7 @@ impl DbError {
     pub fn is_transient(&self) -> bool {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
         match self {
-            Self::Pool(_) | Self::Cancelled => true,
+            Self::Pool(_) | Self::Cancelled | Self::Busy => true,
             Self::Query(E::DatabaseError(K::ClosedConnection | K::SerializationFailure, _)) => true,
             Self::Query(E::DatabaseError(_, info)) => {
                 let m = info.message();
@@ -188,6 +197,9 @@ impl DbError {
 /// Makes connections of the backend the URL named, and nothing else.
 pub struct Manager {
     url: DatabaseUrl,
+    /// SQLite connections for `Db::read`: `PRAGMA query_only`, so a write
+    /// sent down the read path fails loudly instead of racing the writer.
+    read_only: bool,
 }
 
 impl ManageConnection for Manager {
@@ -203,6 +215,10 @@ impl ManageConnection for Manager {
                     "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
                 ))
                 .map_err(diesel::r2d2::Error::QueryError)?;
+                if self.read_only {
+                    c.batch_execute("PRAGMA query_only = ON;")
+                        .map_err(diesel::r2d2::Error::QueryError)?;
+                }
                 Ok(Conn::Sqlite(c))
             }
             DatabaseUrl::Postgres(url) => PgConnection::establish(url)
@@ -215,15 +231,21 @@ impl ManageConnection for Manager {
         conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut Conn) -> bool {
-        false
+    /// A connection given back by a call that panicked, or left inside a
+    /// transaction, is closed rather than handed to the next call.
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 
 /// A handle on the database, cheap to clone.
 #[derive(Clone)]
 pub struct Db {
+    /// Every call that may write (and, on PostgreSQL, every call).
     pool: Pool<Manager>,
+    /// SQLite only: the writer's thread (on `pool`) and the readers' threads
+    /// (on connections of their own).
+    lanes: Option<Lanes>,
     backend: &'static str,
 }
 
@@ -247,21 +269,44 @@ impl Db {
         }
         // Connect once by hand first: the pool would retry for its whole
         // timeout and then report only "timed out".
-        let mut conn = Manager { url: url.clone() }
-            .connect()
-            .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", url.backend()))?;
+        let mut conn = Manager {
+            url: url.clone(),
+            read_only: false,
+        }
+        .connect()
+        .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", url.backend()))?;
         migrate(&mut conn)?;
-        let pool = Pool::builder()
-            // SQLite lets one connection write at a time, and a writer that
-            // finds the lock taken sleeps in its busy handler (1 ms, 2 ms,
-            // 5 ms…) while the lock soon sits idle. With 8 connections the
-            // second-factor step collided constantly (2,500 codes/s, p99
-            // 85 ms); with 2 — one writing, one reading beside it — it rarely
-            // does (3,200/s, p99 36 ms). docs/PERFORMANCE.md has the numbers.
-            .max_size(match url {
-                DatabaseUrl::Sqlite(_) => 2,
-                DatabaseUrl::Postgres(_) => 10,
-            })
+        // SQLite lets one connection write at a time, and a writer that finds
+        // the lock taken sleeps in its busy handler (1 ms, 2 ms, 5 ms…) while
+        // the lock soon sits idle: with 8 connections that could all write,
+        // the second-factor step collided constantly (2,500 codes/s, p99
+        // 85 ms). So this process writes through ONE connection, on one
+        // thread that takes the calls in turn (`Lane`), and reads through two
+        // others beside it (WAL readers never wait for the writer). The busy
+        // handler is left for other processes on the same file (the CLI).
+        // PostgreSQL locks rows, not the database: one pool for all calls.
+        // docs/PERFORMANCE.md has the numbers.
+        let (pool, lanes) = match url {
+            DatabaseUrl::Sqlite(_) => {
+                let writer = Self::pool(url, 1, false)?;
+                let lanes = Lanes {
+                    writer: Lane::start(writer.clone(), "writer")?,
+                    readers: Lane::start(Self::pool(url, 2, true)?, "reader")?,
+                };
+                (writer, Some(lanes))
+            }
+            DatabaseUrl::Postgres(_) => (Self::pool(url, 10, false)?, None),
+        };
+        Ok(Self {
+            pool,
+            lanes,
+            backend: url.backend(),
+        })
+    }
+
+    fn pool(url: &DatabaseUrl, size: u32, read_only: bool) -> anyhow::Result<Pool<Manager>> {
+        Pool::builder()
+            .max_size(size)
             // Checking a connection out ran `SELECT 1` first, once per
             // database call. A PostgreSQL connection can break (a restart),
             // so it keeps the check; an SQLite connection is a file handle
@@ -270,36 +315,59 @@ impl Db {
             .min_idle(Some(1))
             // Long enough for a busy moment, short enough that an outage answers
             // with a 503 page rather than a hung request.
-            .connection_timeout(Duration::from_secs(5))
-            .build(Manager { url: url.clone() })
-            .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", url.backend()))?;
-        Ok(Self {
-            pool,
-            backend: url.backend(),
-        })
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .build(Manager {
+                url: url.clone(),
+                read_only,
+            })
+            .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", url.backend()))
     }
 
     pub fn backend(&self) -> &'static str {
         self.backend
     }
 
-    /// The most connections the pool opens: how many calls can run at once.
+    /// The most connections the pools open: how many calls can run at once.
     pub fn max_connections(&self) -> u32 {
-        self.pool.max_size()
+        self.pool.max_size() + self.lanes.as_ref().map_or(0, |l| l.readers.threads)
     }
 
     pub fn conn(&self) -> Result<PooledConnection<Manager>, DbError> {
         Ok(self.pool.get()?)
     }
 
-    /// Run `f` with a connection on the blocking thread pool (never on an
-    /// async worker: database calls block).
+    /// Run `f` with a connection, never on an async worker (database calls
+    /// block): on SQLite on the writer's thread, on PostgreSQL on the
+    /// blocking pool.
     pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
     where
         F: FnOnce(&mut Conn) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
+        match &self.lanes {
+            Some(lanes) => lanes.writer.run(f).await,
+            None => Self::on(self.pool.clone(), f).await,
+        }
+    }
+
+    /// Like `run`, for `f` that only reads: on SQLite it runs beside the
+    /// writer, on a connection that refuses writes (`PRAGMA query_only`).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.lanes {
+            Some(lanes) => lanes.readers.run(f).await,
+            None => Self::on(self.pool.clone(), f).await,
+        }
+    }
+
+    async fn on<T, F>(pool: Pool<Manager>, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
         actix_web::web::block(move || {
             let mut conn = pool.get()?;
             f(&mut conn)
@@ -311,6 +379,81 @@ impl Db {
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> bool {
         self.run(|c| Ok(c.batch_execute("SELECT 1")?)).await.is_ok()
+    }
+}
+
+/// SQLite connections used by threads of their own, one per connection,
+/// that run the calls sent to them in order: the one writer (`Db::run`) and
+/// the readers (`Db::read`). Calls queued behind the write lock cost
+/// nothing: the writer goes from one to the next without sleeping, where
+/// blocking-pool threads waiting for the connection each slept and were
+/// woken in turn (a fifth of the server's CPU under load went to those
+/// switches; docs/PERFORMANCE.md). A call that waited longer than the pool's
+/// connection timeout is answered "busy" without running, as the pool would
+/// have: while another process holds the lock, requests get a 503 within
+/// seconds instead of queueing without end.
+#[derive(Clone)]
+struct Lane {
+    jobs: mpsc::Sender<(Instant, LaneJob)>,
+    threads: u32,
+}
+
+#[derive(Clone)]
+struct Lanes {
+    writer: Lane,
+    readers: Lane,
+}
+
+type LaneJob = Box<dyn FnOnce(Result<&mut Conn, DbError>) + Send>;
+
+impl Lane {
+    /// One thread per connection of `pool`; they end when the last `Db` is
+    /// dropped (the queue disconnects).
+    fn start(pool: Pool<Manager>, name: &str) -> anyhow::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<(Instant, LaneJob)>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..pool.max_size() {
+            let (pool, queue) = (pool.clone(), queue.clone());
+            std::thread::Builder::new()
+                .name(format!("latchkey-db-{name}-{i}"))
+                .spawn(move || {
+                    loop {
+                        let next = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((queued, job)) = next else { return };
+                        let conn = if queued.elapsed() > CONNECTION_TIMEOUT {
+                            Err(DbError::Busy)
+                        } else {
+                            pool.get().map_err(DbError::from)
+                        };
+                        // A call that panics ends its request with an error
+                        // (its answer is dropped); the thread goes on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match conn {
+                            Ok(mut c) => job(Ok(&mut c)),
+                            Err(e) => job(Err(e)),
+                        }));
+                    }
+                })?;
+        }
+        Ok(Self {
+            jobs,
+            threads: pool.max_size(),
+        })
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: LaneJob = Box::new(move |conn| {
+            let _ = reply.send(conn.and_then(f));
+        });
+        self.jobs.send((Instant::now(), job)).map_err(|_| DbError::Cancelled)?;
+        answer.await.map_err(|_| DbError::Cancelled)?
     }
 }
 
@@ -416,6 +559,66 @@ mod tests {
             DatabaseUrl::parse("mysql://u:pw@h/db"),
             Err(UrlError::Unknown("<redacted>".into()))
         );
+    }
+
+    /// The SQLite lanes: writes on the writer's thread, reads beside it on
+    /// connections that refuse to write, calls serialised, a panicking call
+    /// answered with an error while the thread lives on.
+    #[test]
+    fn sqlite_lanes() {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        fn total(c: &mut Conn) -> Result<i64, DbError> {
+            let q = diesel::sql_query("SELECT COALESCE(SUM(n), 0) AS n FROM t");
+            Ok(crate::on_backend!(c, |c| q.get_result::<N>(c))?.n)
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&DatabaseUrl::Sqlite(dir.path().join("l.db"))).unwrap();
+        actix_web::rt::System::new().block_on(async {
+            db.run(|c| Ok(c.batch_execute("CREATE TABLE t (n INTEGER NOT NULL)")?))
+                .await
+                .unwrap();
+            // 40 read-modify-write transactions at once: none is lost.
+            let adds: Vec<_> = (0..40)
+                .map(|_| {
+                    let db = db.clone();
+                    actix_web::rt::spawn(async move {
+                        db.run(|c| {
+                            c.transaction(|c| {
+                                let before = total(c)?;
+                                c.batch_execute("INSERT INTO t (n) VALUES (1)")?;
+                                assert_eq!(total(c)?, before + 1);
+                                Ok(())
+                            })
+                        })
+                        .await
+                    })
+                })
+                .collect();
+            for add in adds {
+                add.await.unwrap().unwrap();
+            }
+            assert_eq!(db.read(total).await.unwrap(), 40);
+            // The read path cannot write.
+            let write = db.read(|c| Ok(c.batch_execute("INSERT INTO t (n) VALUES (1)")?)).await;
+            assert!(matches!(write, Err(DbError::Query(_))), "{write:?}");
+            assert_eq!(db.run(total).await.unwrap(), 40);
+            // A call that panics fails alone.
+            let boom = db
+                .run(|c| -> Result<(), DbError> {
+                    c.transaction(|c| {
+                        c.batch_execute("INSERT INTO t (n) VALUES (1)")?;
+                        panic!("boom")
+                    })
+                })
+                .await;
+            assert!(matches!(boom, Err(DbError::Cancelled)));
+            assert_eq!(db.run(total).await.unwrap(), 40);
+            assert_eq!(db.read(total).await.unwrap(), 40);
+        });
     }
 
     #[test]

@@ -29,7 +29,10 @@ pub fn check_and_record(
             .on_conflict(server_keys::key_id)
             .do_nothing()
             .execute(c))?;
-        let stored: String = server_keys::table.find(id).select(server_keys::fingerprint).first(c)?;
+        let stored: String = server_keys::table
+            .find(id)
+            .select(server_keys::fingerprint)
+            .get_result(c)?;
         if &stored != fp {
             return Ok(Some(Mismatch { key_id: id.clone() }));
         }

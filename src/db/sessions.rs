@@ -10,7 +10,7 @@ pub fn load(c: &mut Conn, id_hash: &str, now: i64) -> Result<Option<String>, DbE
         .find(id_hash)
         .filter(sessions::expires_at.gt(now))
         .select(sessions::state)
-        .first(c)
+        .get_result(c)
         .optional()?)
 }
 
@@ -31,6 +31,35 @@ pub fn insert(
             sessions::expires_at.eq(expires_at),
         ))
         .execute(c)?;
+    Ok(())
+}
+
+/// Move a session to a new key: the old key stops working in the same
+/// statement that makes the new one work. If the old row is already gone
+/// (revoked, or never stored), the new one is inserted, as a delete and an
+/// insert would have done.
+#[allow(clippy::too_many_arguments)]
+pub fn rekey(
+    c: &mut Conn,
+    old_id_hash: &str,
+    new_id_hash: &str,
+    user_id: Option<i64>,
+    state: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), DbError> {
+    let moved = diesel::update(sessions::table.find(old_id_hash))
+        .set((
+            sessions::id_hash.eq(new_id_hash),
+            sessions::user_id.eq(user_id),
+            sessions::state.eq(state),
+            sessions::created_at.eq(now),
+            sessions::expires_at.eq(expires_at),
+        ))
+        .execute(c)?;
+    if moved == 0 {
+        insert(c, new_id_hash, user_id, state, now, expires_at)?;
+    }
     Ok(())
 }
 
@@ -92,7 +121,7 @@ pub fn revoke_all(c: &mut Conn, user_id: i64, only_if_epoch: Option<i64>) -> Res
             return Ok(None);
         }
         let ended = delete_for_user(c, user_id)?;
-        let epoch: i64 = users::table.find(user_id).select(users::session_epoch).first(c)?;
+        let epoch: i64 = users::table.find(user_id).select(users::session_epoch).get_result(c)?;
         Ok(Some((ended, epoch)))
     })
 }

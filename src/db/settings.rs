@@ -11,7 +11,11 @@ const MFA_REQUIRED_SINCE: &str = "mfa_required_since";
 const MFA_GRACE_DAYS: &str = "mfa_grace_days";
 
 fn get(c: &mut Conn, name: &str) -> Result<Option<String>, DbError> {
-    Ok(settings::table.find(name).select(settings::value).first(c).optional()?)
+    Ok(settings::table
+        .find(name)
+        .select(settings::value)
+        .get_result(c)
+        .optional()?)
 }
 
 fn set(c: &mut Conn, name: &str, value: &str, now: i64) -> Result<(), DbError> {

@@ -10,7 +10,7 @@ pub fn read(c: &mut Conn, rule: &Rule, key: &str) -> Result<Option<Counter>, DbE
     let row: Option<(i32, i64, i64)> = throttles::table
         .find((rule.scope, key))
         .select((throttles::failures, throttles::last_failure, throttles::locked_until))
-        .first(c)
+        .get_result(c)
         .optional()?;
     Ok(row.map(|(f, l, u)| Counter {
         failures: u32::try_from(f).unwrap_or(0),
@@ -119,7 +119,7 @@ pub fn account_locked_until(c: &mut Conn, user_id: i64, username: &str, now: i64
                 .and(throttles::key.like(format!("{}|%", like_escape(username))).escape('\\'))),
         )
         .select(diesel::dsl::max(throttles::locked_until))
-        .first(c)?;
+        .get_result(c)?;
     Ok(until.filter(|u| *u > now))
 }
 

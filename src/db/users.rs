@@ -90,14 +90,18 @@ fn insert(
 }
 
 pub fn find(c: &mut Conn, id: i64) -> Result<Option<User>, DbError> {
-    Ok(users::table.find(id).select(User::as_select()).first(c).optional()?)
+    Ok(users::table
+        .find(id)
+        .select(User::as_select())
+        .get_result(c)
+        .optional()?)
 }
 
 pub fn find_by_name(c: &mut Conn, name: &str) -> Result<Option<User>, DbError> {
     Ok(users::table
         .filter(users::username.eq(name))
         .select(User::as_select())
-        .first(c)
+        .get_result(c)
         .optional()?)
 }
 

@@ -22,7 +22,7 @@ use crate::core::throttle::{self, Rule};
 use crate::core::totp::{TotpCode, TotpSecret};
 use crate::db::events::{self, Event, Kind};
 use crate::db::users::{self, User};
-use crate::db::{mfa, throttles};
+use crate::db::{Conn, DbError, mfa, throttles};
 
 /// The client's address and browser, for throttling and the security log.
 #[derive(Clone, Debug)]
@@ -209,7 +209,7 @@ impl FromRequest for SignedIn {
             }
             let (user, policy) = state
                 .db
-                .run(move |c| Ok((users::find(c, uid)?, crate::db::settings::mfa_policy(c)?)))
+                .read(move |c| Ok((users::find(c, uid)?, crate::db::settings::mfa_policy(c)?)))
                 .await?;
             // Gone, or every session of the account was revoked since this
             // one signed in (the epoch moved on).
@@ -264,6 +264,34 @@ pub async fn complete_sign_in(
     next: Option<&str>,
 ) -> Result<actix_web::HttpResponse, AppError> {
     let now = state.clock.now();
+    let event = client.event(Kind::LoginSucceeded, Some(user));
+    let id = user.id;
+    state
+        .db
+        .run(move |c| c.transaction(|c| record_sign_in(c, id, &event, now)))
+        .await?;
+    finish_sign_in(state, session, user, client, now, password_at, next)
+}
+
+/// Record a sign-in: the user's last login and the security-log line, in
+/// the caller's transaction (one commit for both).
+pub fn record_sign_in(c: &mut Conn, user_id: i64, event: &Event, now: i64) -> Result<(), DbError> {
+    users::record_login(c, user_id, now)?;
+    events::record(c, event, now)
+}
+
+/// The session and the answer of a sign-in whose record is already
+/// committed: the session is re-keyed and signed in, the browser remembered
+/// as a known device, and sent on to `next` or the dashboard.
+pub fn finish_sign_in(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    client: &Client,
+    now: i64,
+    password_at: i64,
+    next: Option<&str>,
+) -> Result<actix_web::HttpResponse, AppError> {
     session.sign_in(
         &user.into(),
         now,
@@ -271,18 +299,6 @@ pub async fn complete_sign_in(
         &client.address,
         client.user_agent.as_deref(),
     );
-    let event = client.event(Kind::LoginSucceeded, Some(user));
-    let id = user.id;
-    state
-        .db
-        .run(move |c| {
-            // One commit for both.
-            c.transaction(|c| {
-                users::record_login(c, id, now)?;
-                events::record(c, &event, now)
-            })
-        })
-        .await?;
     let to = session::safe_next(next).unwrap_or_else(|| "/".into());
     let mut resp = crate::web::pages::redirect(&to);
     resp.add_cookie(&device_cookie(state, user.id))
@@ -472,6 +488,16 @@ fn mask(typed: &str) -> String {
     format!("{shown}…({})", typed.chars().count())
 }
 
+/// What an accepted second-factor code is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeUse {
+    /// The second step of signing in: the sign-in is recorded in the commit
+    /// that accepts the code (`record_sign_in`); finish with `finish_sign_in`.
+    SignIn,
+    /// Confirming an action of a signed-in user.
+    Confirm,
+}
+
 /// What became of a second-factor code.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FactorCheck {
@@ -507,6 +533,7 @@ pub async fn check_second_factor(
     user: &User,
     input: &str,
     client: &Client,
+    purpose: CodeUse,
 ) -> Result<FactorCheck, AppError> {
     enum Verdict {
         /// The matching time step, if the code matched one in the window.
@@ -552,6 +579,7 @@ pub async fn check_second_factor(
     let fail_event = client.event(Kind::SecondFactorFailed, Some(user));
     let lock_event = client.event(Kind::SecondFactorLocked, Some(user));
     let recovery_event = client.event(Kind::RecoveryCodeUsed, Some(user));
+    let login_event = (purpose == CodeUse::SignIn).then(|| client.event(Kind::LoginSucceeded, Some(user)));
     let outcome = state
         .db
         .run(move |c| {
@@ -586,6 +614,9 @@ pub async fn check_second_factor(
                     }
                     if outcome == FactorCheck::Recovery {
                         events::record(c, &recovery_event, now)?;
+                    }
+                    if let Some(event) = &login_event {
+                        record_sign_in(c, user_id, event, now)?;
                     }
                 } else {
                     let next = rule.record_failure(counter, now);

@@ -43,6 +43,11 @@ fn id_hash(key: &str) -> String {
     crate::core::keys::hex(&Sha256::digest(key.as_bytes()))
 }
 
+/// A fresh session key: 256 random bits.
+fn new_key() -> String {
+    URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<32>())
+}
+
 fn user_of(state: &State) -> Option<i64> {
     state.get(keys::USER).and_then(|v| v.parse().ok())
 }
@@ -57,7 +62,7 @@ impl SessionStore for DbSessionStore {
         let now = self.clock.now();
         let raw = self
             .db
-            .run(move |c| sessions::load(c, &h, now))
+            .read(move |c| sessions::load(c, &h, now))
             .await
             .map_err(|e| LoadError::Other(e.into()))?;
         match raw {
@@ -68,8 +73,9 @@ impl SessionStore for DbSessionStore {
         }
     }
 
-    async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        let key = URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<32>());
+    async fn save(&self, mut state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        state.remove(keys::REKEY);
+        let key = new_key();
         let h = id_hash(&key);
         let json = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
         let now = self.clock.now();
@@ -82,12 +88,24 @@ impl SessionStore for DbSessionStore {
         SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
     }
 
-    async fn update(&self, key: SessionKey, state: State, ttl: &Duration) -> Result<SessionKey, UpdateError> {
+    async fn update(&self, key: SessionKey, mut state: State, ttl: &Duration) -> Result<SessionKey, UpdateError> {
         let h = id_hash(key.as_ref());
+        let rekey = state.remove(keys::REKEY).is_some();
         let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let now = self.clock.now();
         let expires = now + ttl_seconds(ttl);
         let user = user_of(&state);
+        if rekey {
+            // `SessionExt::rekey`: the state moves to a new key in one
+            // statement, and the old key is dead from that commit on.
+            let new = new_key();
+            let new_h = id_hash(&new);
+            self.db
+                .run(move |c| sessions::rekey(c, &h, &new_h, user, &json, now, expires))
+                .await
+                .map_err(|e| UpdateError::Other(e.into()))?;
+            return SessionKey::try_from(new).map_err(|e| UpdateError::Other(e.into()));
+        }
         // A revoked session is not brought back: the update touches nothing,
         // and the next request with this cookie finds no state.
         self.db
@@ -128,6 +146,8 @@ pub mod keys {
     pub const USER_AGENT: &str = "user_agent";
     /// The user's session epoch when this session was signed in.
     pub const EPOCH: &str = "epoch";
+    /// Set by `SessionExt::rekey`, read and dropped by the store: never stored.
+    pub const REKEY: &str = "_rekey";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +226,12 @@ pub trait SessionExt {
     fn user_id(&self) -> Option<i64>;
     fn int(&self, key: &str) -> i64;
     fn set_flash(&self, flash: Flash);
+    /// Move this session to a new key when the response is written (after a
+    /// sign-in, a password change, 2FA changes: no key that existed before
+    /// works after). It replaces actix-session's `renew`, which deletes the
+    /// old row and inserts a new one in two commits; `DbSessionStore::update`
+    /// does it in one statement.
+    fn rekey(&self);
     fn take_flash(&self) -> Option<Flash>;
     /// Replace the whole session with a fully signed-in one under a new key.
     fn sign_in(&self, user: &SignInAs, now: i64, password_at: i64, address: &str, user_agent: Option<&str>);
@@ -230,6 +256,10 @@ impl SessionExt for Session {
         let _ = self.insert(keys::FLASH, flash);
     }
 
+    fn rekey(&self) {
+        let _ = self.insert(keys::REKEY, true);
+    }
+
     fn take_flash(&self) -> Option<Flash> {
         let f = self.get::<Flash>(keys::FLASH).ok().flatten();
         if f.is_some() {
@@ -241,7 +271,7 @@ impl SessionExt for Session {
     fn sign_in(&self, user: &SignInAs, now: i64, password_at: i64, address: &str, user_agent: Option<&str>) {
         let flash = self.take_flash();
         self.clear();
-        self.renew();
+        self.rekey();
         let _ = self.insert(keys::USER, user.id);
         let _ = self.insert(keys::EPOCH, user.epoch);
         let _ = self.insert(keys::STAGE, Stage::SignedIn);
@@ -259,7 +289,7 @@ impl SessionExt for Session {
 
     fn begin_second_factor(&self, user: &SignInAs, now: i64, next: Option<&str>) {
         self.clear();
-        self.renew();
+        self.rekey();
         let _ = self.insert(keys::USER, user.id);
         let _ = self.insert(keys::EPOCH, user.epoch);
         let _ = self.insert(keys::STAGE, Stage::Pending);

@@ -54,6 +54,63 @@ async fn session_id_changes_at_login() {
     assert_ne!(before, after);
 }
 
+/// A GET with exactly this `Cookie` header, as someone who copied it would send.
+async fn get_with_cookie(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn keys_from_before_each_sign_in_step_are_dead_after_it() {
+    let app = TestApp::spawn().await;
+    let uid = app.create_user("alice", false).await;
+    let e = enrol(&app, signed_in(&app, "alice").await).await;
+    let _ = e.client.post("/logout", &[]).await;
+
+    // The password step makes a pending session; entering the password
+    // again (back button, second tab) moves it to a new key...
+    let c = app.client();
+    assert!(c.login("alice", PASSWORD).await.redirects_to("/login/two-factor"));
+    let first = c.cookie_header();
+    assert!(session_cookie(&first).is_some());
+    assert!(c.login("alice", PASSWORD).await.redirects_to("/login/two-factor"));
+    let pending = c.cookie_header();
+    assert_ne!(session_cookie(&pending), session_cookie(&first));
+    // ...and the code step to another one.
+    app.clock.advance(30);
+    let code = oathtool(&e.secret, app.clock.now());
+    assert!(c.post("/login/two-factor", &[("code", &code)]).await.redirects_to("/"));
+    let signed_in = c.cookie_header();
+    assert_ne!(session_cookie(&signed_in), session_cookie(&pending));
+    assert_eq!(c.get("/").await.status, StatusCode::OK);
+
+    // Whoever kept an earlier cookie is neither signed in nor half-way there.
+    for old in [&first, &pending] {
+        let home = get_with_cookie(&app, "/", old).await;
+        assert_eq!(home.status(), StatusCode::SEE_OTHER);
+        assert_eq!(home.headers()["location"], "/login?next=%2F");
+        let step = get_with_cookie(&app, "/login/two-factor", old).await;
+        assert_eq!(
+            step.status(),
+            StatusCode::SEE_OTHER,
+            "second step still open to an old key"
+        );
+    }
+    // One row per live session: the moves left no orphan behind.
+    assert_eq!(app.count("sessions").await, 1);
+    assert_eq!(
+        app.events(uid).await.iter().filter(|e| *e == "login_succeeded").count(),
+        2
+    );
+}
+
 #[tokio::test]
 async fn idle_sessions_expire_after_30_minutes() {
     let app = TestApp::spawn().await;

@@ -135,7 +135,7 @@ pub async fn change_password(
         me.session.purge();
         return Err(AppError::LoginRequired { next: None });
     };
-    me.session.renew();
+    me.session.rekey();
     let _ = me.session.insert(keys::EPOCH, new_epoch);
     let _ = me.session.insert(keys::PASSWORD_AT, now);
     me.session.set_flash(Flash::success(
@@ -201,7 +201,7 @@ pub async fn revoke_other_sessions(
         return Err(AppError::LoginRequired { next: None });
     };
     // All rows went, this one included; it continues under a new key.
-    me.session.renew();
+    me.session.rekey();
     let _ = me.session.insert(keys::EPOCH, new_epoch);
     let others = ended.saturating_sub(1);
     me.session.set_flash(Flash::success(format!(

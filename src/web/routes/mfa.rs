@@ -12,7 +12,7 @@ use crate::db::events::{self, Kind};
 use crate::db::mfa::{self, ConfirmOutcome};
 use crate::db::sessions;
 use crate::web::AppState;
-use crate::web::auth::{Client, FactorCheck, SignedIn, check_second_factor, factor_message, secret_context};
+use crate::web::auth::{Client, CodeUse, FactorCheck, SignedIn, check_second_factor, factor_message, secret_context};
 use crate::web::error::AppError;
 use crate::web::forms::Posted;
 use crate::web::pages::{
@@ -397,7 +397,7 @@ pub async fn disable(
         );
     }
     let client = Client::of(&req);
-    match check_second_factor(&state, &me.user, &code, &client).await? {
+    match check_second_factor(&state, &me.user, &code, &client, CodeUse::Confirm).await? {
         FactorCheck::Totp | FactorCheck::Recovery => {}
         FactorCheck::Throttled(wait) => {
             return Err(AppError::Throttled {
@@ -429,7 +429,7 @@ pub async fn disable(
         ));
         return Ok(redirect(TAB));
     };
-    me.session.renew();
+    me.session.rekey();
     let _ = me.session.insert(keys::EPOCH, new_epoch);
     me.session.set_flash(Flash::success(
         "Two-factor authentication is off. Its secret and recovery codes were deleted, and your other sessions were signed out.",

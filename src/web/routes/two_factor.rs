@@ -6,7 +6,9 @@ use serde::Deserialize;
 
 use crate::db::users;
 use crate::web::AppState;
-use crate::web::auth::{Client, FactorCheck, PendingLogin, check_second_factor, complete_sign_in, factor_message};
+use crate::web::auth::{
+    Client, CodeUse, FactorCheck, PendingLogin, check_second_factor, factor_message, finish_sign_in,
+};
 use crate::web::error::AppError;
 use crate::web::forms::Posted;
 use crate::web::pages::{Nav, Page, TwoFactorPage, ok, redirect, render};
@@ -41,7 +43,7 @@ pub async fn submit(
         return again(StatusCode::BAD_REQUEST, factor_message(&FactorCheck::Malformed));
     }
     let user_id = pending.user_id;
-    let user = state.db.run(move |c| users::find(c, user_id)).await?;
+    let user = state.db.read(move |c| users::find(c, user_id)).await?;
     // The account went away, its 2FA was reset, or all its sessions were
     // revoked (password change) since the password was checked.
     let Some(user) = user.filter(|u| u.mfa_enabled() && u.session_epoch == pending.epoch) else {
@@ -51,7 +53,7 @@ pub async fn submit(
         return Ok(redirect("/login"));
     };
     let client = Client::of(&req);
-    let check = check_second_factor(&state, &user, &form.code, &client).await?;
+    let check = check_second_factor(&state, &user, &form.code, &client, CodeUse::SignIn).await?;
     match check {
         FactorCheck::Totp | FactorCheck::Recovery => {
             if check == FactorCheck::Recovery {
@@ -61,7 +63,9 @@ pub async fn submit(
             }
             let next = session.get::<String>(keys::NEXT).ok().flatten();
             let password_at = session.int(keys::PASSWORD_AT);
-            complete_sign_in(&state, session, &user, &client, password_at, next.as_deref()).await
+            // The sign-in was recorded with the code's acceptance.
+            let now = state.clock.now();
+            finish_sign_in(&state, session, &user, &client, now, password_at, next.as_deref())
         }
         FactorCheck::Throttled(wait) => Err(AppError::Throttled {
             retry_after: wait,
