@@ -229,12 +229,14 @@ pub fn reseal_secret(c: &mut Conn, user_id: i64, old: &str, new: &str) -> Result
 
 /// Take the lock that serialises every second-factor attempt of one user:
 /// the user's row (PostgreSQL row lock; SQLite's write lock). `false` when
-/// 2FA is off.
-pub fn lock_for_attempt(c: &mut Conn, user_id: i64) -> Result<bool, DbError> {
+/// 2FA is off, or is no longer the enrolment of `enabled_at` (turned off and
+/// on again since the caller read the secret it checked the code against).
+pub fn lock_for_attempt(c: &mut Conn, user_id: i64, enabled_at: i64) -> Result<bool, DbError> {
     let n = diesel::update(
         users::table
             .find(user_id)
-            .filter(users::totp_secret_sealed.is_not_null()),
+            .filter(users::totp_secret_sealed.is_not_null())
+            .filter(users::totp_enabled_at.eq(enabled_at)),
     )
     .set(users::totp_last_step.eq(users::totp_last_step))
     .execute(c)?;

@@ -332,6 +332,9 @@ impl Db {
         self.pool.max_size() + self.lanes.as_ref().map_or(0, |l| l.readers.threads)
     }
 
+    /// A connection for synchronous code (the CLI, the load tool's seeding).
+    /// On SQLite it is the writer's only connection: do not hold it across
+    /// a call of `run` (that call would wait for it, then fail as busy).
     pub fn conn(&self) -> Result<PooledConnection<Manager>, DbError> {
         Ok(self.pool.get()?)
     }
@@ -378,7 +381,7 @@ impl Db {
 
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> bool {
-        self.run(|c| Ok(c.batch_execute("SELECT 1")?)).await.is_ok()
+        self.read(|c| Ok(c.batch_execute("SELECT 1")?)).await.is_ok()
     }
 }
 

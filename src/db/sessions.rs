@@ -36,8 +36,8 @@ pub fn insert(
 
 /// Move a session to a new key: the old key stops working in the same
 /// statement that makes the new one work. If the old row is already gone
-/// (revoked, or never stored), the new one is inserted, as a delete and an
-/// insert would have done.
+/// (revoked, expired, or never stored), the new one is inserted, as a delete
+/// and an insert would have done.
 #[allow(clippy::too_many_arguments)]
 pub fn rekey(
     c: &mut Conn,
@@ -48,7 +48,7 @@ pub fn rekey(
     now: i64,
     expires_at: i64,
 ) -> Result<(), DbError> {
-    let moved = diesel::update(sessions::table.find(old_id_hash))
+    let moved = diesel::update(sessions::table.find(old_id_hash).filter(sessions::expires_at.gt(now)))
         .set((
             sessions::id_hash.eq(new_id_hash),
             sessions::user_id.eq(user_id),

@@ -541,7 +541,7 @@ pub async fn check_second_factor(
         /// The code's keyed hashes under each server key.
         Recovery(Vec<String>),
     }
-    let Some(sealed) = user.totp_secret_sealed.clone() else {
+    let (Some(sealed), Some(enabled_at)) = (user.totp_secret_sealed.clone(), user.totp_enabled_at) else {
         return Ok(FactorCheck::Wrong);
     };
     let now = state.clock.now();
@@ -584,8 +584,8 @@ pub async fn check_second_factor(
         .db
         .run(move |c| {
             c.transaction(|c| {
-                if !mfa::lock_for_attempt(c, user_id)? {
-                    return Ok(FactorCheck::Wrong); // 2FA went off meanwhile
+                if !mfa::lock_for_attempt(c, user_id, enabled_at)? {
+                    return Ok(FactorCheck::Wrong); // 2FA went off (or was re-enrolled) meanwhile
                 }
                 let counter = throttles::read(c, &rule, &key)?;
                 if let Some(wait) = counter.and_then(|k| rule.retry_after(&k, now)) {

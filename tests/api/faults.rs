@@ -74,7 +74,11 @@ async fn an_unavailable_database_gives_503_and_the_server_recovers() {
         "no internals shown"
     );
     let health = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
-    if app.pg.is_some() {
+    if app.pg.is_none() {
+        // SQLite's write lock held elsewhere: the server can still read (the
+        // health check runs beside the waiting writer), and says so.
+        assert_eq!(health.status(), StatusCode::OK);
+    } else {
         assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
         // Even loading the session fails: still our page.
         let p = c.get("/").await;

@@ -141,6 +141,7 @@ async fn password_change_ends_other_sessions() {
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(elsewhere.get("/").await.status, StatusCode::OK, "nothing changed yet");
 
+    let before = here.cookie_header();
     let ok = here
         .post(
             "/settings/account/password",
@@ -153,6 +154,18 @@ async fn password_change_ends_other_sessions() {
         .await;
     assert!(ok.redirects_to("/settings/account/password"), "{:?}", ok.flash());
     assert_eq!(here.get("/").await.status, StatusCode::OK, "this session goes on");
+    // ...under a new key: a copy of its cookie from before the change is dead.
+    assert_ne!(here.cookie_header(), before);
+    let copy = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/", app.base))
+        .header("cookie", before)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(copy.status(), StatusCode::SEE_OTHER, "the old key still works");
     assert_eq!(
         elsewhere.get("/").await.status,
         StatusCode::SEE_OTHER,

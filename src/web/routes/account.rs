@@ -21,7 +21,7 @@ use crate::web::session::{Flash, SessionExt, SessionInfo, keys};
 
 pub async fn dashboard(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let id = me.user.id;
-    let left = state.db.run(move |c| mfa::remaining_recovery_codes(c, id)).await?;
+    let left = state.db.read(move |c| mfa::remaining_recovery_codes(c, id)).await?;
     let page = Page::signed_in(&req, &me, Nav::Dashboard, "Dashboard");
     ok(&DashboardPage {
         page,
@@ -151,7 +151,7 @@ pub async fn sessions_tab(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let (id, now) = (me.user.id, state.clock.now());
-    let rows = state.db.run(move |c| sessions::list_for_user(c, id, now)).await?;
+    let rows = state.db.read(move |c| sessions::list_for_user(c, id, now)).await?;
     let current = me.session.get::<String>(keys::SID).ok().flatten().unwrap_or_default();
     let sessions = rows
         .iter()
@@ -218,7 +218,7 @@ pub async fn security_log_tab(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let id = me.user.id;
-    let (rows, _) = state.db.run(move |c| events::page(c, Some(id), None, 0, 50)).await?;
+    let (rows, _) = state.db.read(move |c| events::page(c, Some(id), None, 0, 50)).await?;
     ok(&AccountLogPage {
         page: Page::signed_in(&req, &me, Nav::AccountSettings, "Security log"),
         tab: Tab::SecurityLog,

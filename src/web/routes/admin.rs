@@ -67,7 +67,7 @@ async fn users_page(
     let key_of = move |name: &str| crate::web::auth::account_key_with(&keys, name);
     let (rows, policy) = state
         .db
-        .run(move |c| {
+        .read(move |c| {
             let mut rows = Vec::new();
             for u in users::all(c)? {
                 let left = if u.mfa_enabled() {
@@ -201,7 +201,7 @@ pub async fn create(
 async fn target(state: &AppState, id: i64) -> Result<users::User, AppError> {
     state
         .db
-        .run(move |c| users::find(c, id))
+        .read(move |c| users::find(c, id))
         .await?
         .ok_or(AppError::NotFound)
 }

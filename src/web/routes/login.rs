@@ -82,7 +82,7 @@ pub async fn submit(
     // such a user exists: unknown names are throttled exactly like real ones.
     let account = form.username.trim().to_lowercase();
     let user = match Username::parse(&form.username) {
-        Ok(name) => state.db.run(move |c| users::find_by_name(c, name.as_str())).await?,
+        Ok(name) => state.db.read(move |c| users::find_by_name(c, name.as_str())).await?,
         Err(_) => None,
     };
     // A hash made at another bcrypt cost than the configured one is redone

@@ -32,7 +32,7 @@ fn page(req: &HttpRequest, me: &SignedIn) -> Page {
 
 pub async fn tab(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let id = me.user.id;
-    let left = state.db.run(move |c| mfa::remaining_recovery_codes(c, id)).await?;
+    let left = state.db.read(move |c| mfa::remaining_recovery_codes(c, id)).await?;
     ok(&MfaTabPage {
         page: page(&req, &me),
         tab: Tab::Mfa,
@@ -142,7 +142,11 @@ pub async fn confirm(
     let now = state.clock.now();
     let id = me.user.id;
     let not_before = now - ENROLMENT_SECONDS;
-    let Some(enrolment) = state.db.run(move |c| mfa::pending_enrolment(c, id, not_before)).await? else {
+    let Some(enrolment) = state
+        .db
+        .read(move |c| mfa::pending_enrolment(c, id, not_before))
+        .await?
+    else {
         me.session.set_flash(Flash::error(
             "Your setup expired before it was confirmed (it is valid for 10 minutes). Click Enable to start again with a new QR code.",
         ));

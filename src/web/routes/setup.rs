@@ -33,7 +33,7 @@ pub async fn form(
 ) -> Result<HttpResponse, AppError> {
     let token = path.into_inner();
     let h = token_hash(&token);
-    if !state.db.run(move |c| setup::is_valid(c, &h)).await? {
+    if !state.db.read(move |c| setup::is_valid(c, &h)).await? {
         return Err(spent());
     }
     let page = Page::new(&req, &session, None, Nav::None, "Create the administrator");
@@ -74,7 +74,7 @@ pub async fn submit(
         )
     };
     let probe = h.clone();
-    if !state.db.run(move |c| setup::is_valid(c, &probe)).await? {
+    if !state.db.read(move |c| setup::is_valid(c, &probe)).await? {
         return Err(spent());
     }
     let name = match Username::parse(&form.username) {
