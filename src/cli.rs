@@ -52,7 +52,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
-    let db = Db::open(&config.database_url)?;
+    let mut conn = Db::connect_one(&config.database_url)?;
+    let c = &mut conn;
     let now = config.clock.now();
     match cmd {
         UserCommand::Add { name, admin } => {
@@ -60,9 +61,8 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             let password = read_new_password(name.as_str())?;
             password::check_policy(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
             let hash = password::hash(&password, config.bcrypt_cost)?;
-            let mut c = db.conn()?;
-            let user = users::create(&mut c, name.as_str(), &hash, admin, now)?;
-            events::record(&mut c, &cli_event(Kind::UserCreated, &user), now)?;
+            let user = users::create(c, name.as_str(), &hash, admin, now)?;
+            events::record(c, &cli_event(Kind::UserCreated, &user), now)?;
             println!(
                 "Created {} {}.",
                 if admin { "administrator" } else { "user" },
@@ -70,8 +70,7 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             );
         }
         UserCommand::List => {
-            let mut c = db.conn()?;
-            let rows = users::list(&mut c)?;
+            let rows = users::list(c)?;
             println!(
                 "{:<24} {:<6} {:<9} {:>14}",
                 "USERNAME", "ADMIN", "2FA", "RECOVERY CODES"
@@ -98,13 +97,12 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::ResetMfa { name } => {
             let name = Username::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut c = db.conn()?;
             let user =
-                users::find_by_name(&mut c, name.as_str())?.ok_or_else(|| anyhow::anyhow!("no user named `{name}`"))?;
-            let was_on = mfa::disable(&mut c, user.id, None)?;
-            let ended = sessions::revoke_all(&mut c, user.id, None)?.map_or(0, |(n, _)| n);
+                users::find_by_name(c, name.as_str())?.ok_or_else(|| anyhow::anyhow!("no user named `{name}`"))?;
+            let was_on = mfa::disable(c, user.id, None)?;
+            let ended = sessions::revoke_all(c, user.id, None)?.map_or(0, |(n, _)| n);
             if was_on {
-                events::record(&mut c, &cli_event(Kind::MfaResetByAdmin, &user), now)?;
+                events::record(c, &cli_event(Kind::MfaResetByAdmin, &user), now)?;
                 println!(
                     "Two-factor authentication is now off for {name}; {ended} session(s) ended. They can sign in with their password and turn it on again."
                 );

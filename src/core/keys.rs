@@ -67,6 +67,13 @@ impl std::fmt::Debug for Keyring {
 impl Keyring {
     /// Read the key file, or create it (mode 0600) with one fresh key when it
     /// does not exist yet.
+    ///
+    /// Several instances may start at the same moment on one shared key path
+    /// (a fresh deployment): each writes its candidate key to a temporary
+    /// file beside the target, syncs it, and hard-links it into place.
+    /// `link` fails if the target exists, so exactly one candidate wins, and
+    /// the target is complete from the moment it has a name; every loser
+    /// reads the winner's key.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
         let shown = path.display().to_string();
         match std::fs::read_to_string(path) {
@@ -77,12 +84,21 @@ impl Keyring {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = super::random_bytes::<KEY_LEN>();
                 let line = format!("k1 {}\n", STANDARD.encode(key));
-                write_new_private_file(path, line.as_bytes()).map_err(|source| KeyError::Create {
+                let created = publish_private_file(path, line.as_bytes()).map_err(|source| KeyError::Create {
                     path: shown.clone(),
                     source,
                 })?;
-                tracing::info!(path = %shown, "generated a new server key file");
-                Self::parse(&line, &shown)
+                if created {
+                    tracing::info!(path = %shown, "generated a new server key file");
+                    return Self::parse(&line, &shown);
+                }
+                // Another instance created it first: use its key.
+                let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                check_permissions(path)?;
+                Self::parse(&text, &shown)
             }
             Err(source) => Err(KeyError::Read { path: shown, source }),
         }
@@ -250,18 +266,48 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Create a file that must not exist yet, readable only by its owner.
-fn write_new_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(contents)?;
-    f.sync_all()
+/// Create `path` with `contents`, readable only by its owner, unless it
+/// exists. Returns `false` (and leaves the existing file alone) when another
+/// process created it first. The file never exists half-written: the
+/// contents are written and synced under a temporary name in the same
+/// directory, then linked to `path` (which fails if `path` exists), and the
+/// directory is synced so the name survives a crash.
+pub fn publish_private_file(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex(&super::random_bytes::<8>())));
+    let result = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        drop(f);
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => {
+                #[cfg(unix)]
+                if let Ok(d) = std::fs::File::open(&dir) {
+                    let _ = d.sync_all();
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 fn check_permissions(path: &Path) -> Result<(), KeyError> {
@@ -365,6 +411,28 @@ mod tests {
                 Keyring::load_or_create(&path),
                 Err(KeyError::Permissions { .. })
             ));
+        }
+    }
+
+    #[test]
+    fn instances_creating_the_key_at_once_all_get_the_same_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("shared.key");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Keyring::load_or_create(&path).map(|k| k.fingerprints())
+                    })
+                })
+                .collect();
+            let prints: Vec<_> = threads.into_iter().map(|t| t.join().unwrap().unwrap()).collect();
+            assert!(prints.windows(2).all(|w| w[0] == w[1]), "one key for all");
+            // Only the key file is left: no temporary files.
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         }
     }
 

@@ -260,13 +260,7 @@ impl Db {
     /// to date. On PostgreSQL the migrations run under an advisory lock, so
     /// instances starting together take turns.
     pub fn open(url: &DatabaseUrl) -> anyhow::Result<Self> {
-        if let DatabaseUrl::Sqlite(path) = url {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                if !dir.is_dir() {
-                    anyhow::bail!("the folder {} for the database does not exist", dir.display());
-                }
-            }
-        }
+        Self::check_folder(url)?;
         // Connect once by hand first: the pool would retry for its whole
         // timeout and then report only "timed out".
         let mut conn = Manager {
@@ -304,6 +298,33 @@ impl Db {
         })
     }
 
+    /// One connection, with the schema brought up to date, and nothing else:
+    /// for the command line. A pool keeps connecting on threads of its own
+    /// (to keep an idle connection ready); a process that exits while such a
+    /// thread is inside libpq's TLS set-up crashes in OpenSSL's exit
+    /// clean-up. One connection made on the calling thread has no such thread.
+    pub fn connect_one(url: &DatabaseUrl) -> anyhow::Result<Conn> {
+        Self::check_folder(url)?;
+        let mut conn = Manager {
+            url: url.clone(),
+            read_only: false,
+        }
+        .connect()
+        .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", url.backend()))?;
+        migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    fn check_folder(url: &DatabaseUrl) -> anyhow::Result<()> {
+        if let DatabaseUrl::Sqlite(path) = url
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            anyhow::bail!("the folder {} for the database does not exist", dir.display());
+        }
+        Ok(())
+    }
+
     fn pool(url: &DatabaseUrl, size: u32, read_only: bool) -> anyhow::Result<Pool<Manager>> {
         Pool::builder()
             .max_size(size)
@@ -312,7 +333,15 @@ impl Db {
             // so it keeps the check; an SQLite connection is a file handle
             // that cannot, and skips it.
             .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
-            .min_idle(Some(1))
+            // No connections kept ready in the background: r2d2 opens them
+            // on its own threads, and a process that exits while one of
+            // them is inside libpq crashes in OpenSSL's exit clean-up.
+            // Connections are opened when a call needs one, and kept.
+            .min_idle(if matches!(url, DatabaseUrl::Postgres(_)) {
+                Some(0)
+            } else {
+                Some(1)
+            })
             // Long enough for a busy moment, short enough that an outage answers
             // with a 503 page rather than a hung request.
             .connection_timeout(CONNECTION_TIMEOUT)

@@ -155,3 +155,41 @@ fn help_documents_settings_and_hides_env_values() {
         "{help}"
     );
 }
+
+/// Every command exits 0 after doing its work, fifty times each (on
+/// PostgreSQL a pool thread still connecting at exit used to crash the
+/// process in OpenSSL's clean-up, after the work was done).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_exits_cleanly_fifty_times() {
+    let app = TestApp::spawn().await;
+    let url = app.database_url.clone();
+    let workers: Vec<_> = (0..5)
+        .map(|w| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    let name = format!("user{w}x{i}");
+                    let runs = [
+                        latchkey(&url, &["user", "add", &name], Some(&format!("{PASSWORD}\n"))),
+                        latchkey(&url, &["user", "list"], None),
+                        latchkey(&url, &["user", "reset-mfa", &name], None),
+                    ];
+                    for (what, out) in ["user add", "user list", "user reset-mfa"].iter().zip(&runs) {
+                        assert_eq!(
+                            out.status.code(),
+                            Some(0),
+                            "{what} {name}: {:?}\n{}",
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                    }
+                    assert!(stdout(&runs[1]).contains(&name));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("every run exits 0");
+    }
+    assert_eq!(app.count("users").await, 50);
+}

@@ -534,6 +534,114 @@ pub fn wrong_code(secret_base32: &str, now: i64) -> String {
         .unwrap()
 }
 
+/// A database for server processes started from the binary: an SQLite file
+/// in `dir` on the SQLite pass, a fresh PostgreSQL database on the other
+/// (dropped with the returned guard). Returns the URL as `DATABASE_URL`
+/// takes it.
+pub fn binary_database(dir: &std::path::Path) -> (String, Option<PgTestDatabase>) {
+    if testing_postgres() {
+        let pg = PgTestDatabase::create();
+        (pg.url.clone(), Some(pg))
+    } else {
+        (format!("sqlite://{}", dir.join("latchkey.db").display()), None)
+    }
+}
+
+/// The `latchkey` binary running as a server process in `dir` (its key file
+/// there), on a free port, its log collected line by line. Dropping it kills
+/// the process if it still runs.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub base: String,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ServerProcess {
+    pub fn start(dir: &std::path::Path, database_url: &str, extra: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--bcrypt-cost", "4"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("DATABASE_URL", database_url)
+            .env("LATCHKEY_KEY_FILE", dir.join("latchkey.key"))
+            .current_dir(dir)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, lines) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = Self {
+            child,
+            base: String::new(),
+            log,
+            lines,
+        };
+        let line = server.wait_for_line("listening on ");
+        let i = line.find("listening on ").unwrap();
+        server.base = line[i + "listening on ".len()..].trim().to_string();
+        server
+    }
+
+    /// The next log line containing `needle` (a generous guard against a
+    /// hang, not a measure: 60 s).
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {needle:?} ({e}); log:\n{}", self.log().join("\n")),
+            }
+        }
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal}");
+    }
+
+    /// Wait for the process to exit (guard: 60 s).
+    pub async fn exit_status(&mut self) -> std::process::ExitStatus {
+        for _ in 0..6000 {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("still running after 60 s; log:\n{}", self.log().join("\n"));
+    }
+
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Start the `latchkey` binary in `dir` (its SQLite file and key there) on a
 /// free port; returns the process and its base URL, read from its log. The
 /// caller kills and waits for the child it gets back.
@@ -556,7 +664,7 @@ pub fn start_server_binary(dir: &std::path::Path) -> (std::process::Child, Strin
     });
     loop {
         let line = rx
-            .recv_timeout(std::time::Duration::from_secs(30))
+            .recv_timeout(std::time::Duration::from_secs(60))
             .expect("server starts");
         if let Some(i) = line.find("listening on ") {
             return (server, line[i + "listening on ".len()..].trim().to_string());
@@ -566,9 +674,21 @@ pub fn start_server_binary(dir: &std::path::Path) -> (std::process::Child, Strin
 
 /// `latchkey user add NAME --bcrypt-cost COST` in `dir`, password on stdin.
 pub fn cli_add_user(dir: &std::path::Path, name: &str, cost: u32) {
+    cli_add_user_to(
+        dir,
+        &format!("sqlite://{}", dir.join("latchkey.db").display()),
+        name,
+        cost,
+    );
+}
+
+/// `latchkey user add NAME` against `database_url`, the key file in `dir`.
+pub fn cli_add_user_to(dir: &std::path::Path, database_url: &str, name: &str, cost: u32) {
     use std::io::Write;
     let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["user", "add", name, "--bcrypt-cost", &cost.to_string()])
+        .env("DATABASE_URL", database_url)
+        .env("LATCHKEY_KEY_FILE", dir.join("latchkey.key"))
         .current_dir(dir)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

@@ -165,17 +165,62 @@ async fn one_code_twenty_times_across_instances_succeeds_once() {
     assert_eq!(left, 9);
 }
 
+/// Eight server processes start at the same moment on one empty database
+/// and one key path that does not exist yet, twenty times over: every one
+/// starts (they migrate in turn, under the advisory lock on PostgreSQL or the
+/// write lock on SQLite), exactly one creates the key file, and all of them
+/// hold that key — a form served by one instance is accepted by every other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn instances_starting_together_migrate_once() {
-    // Four servers start at once on a fresh, empty database: the advisory
-    // lock (PostgreSQL) or the write lock (SQLite) makes them migrate in turn.
-    let (config, _dir, _pg) = fresh_config();
-    // Separate tasks on a multi-threaded runtime: really at the same time.
-    let starts: Vec<_> = (0..4).map(|_| tokio::spawn(start(config.clone()))).collect();
-    for s in starts {
-        let (base, _, _) = s.await.expect("every instance starts");
-        let resp = reqwest::get(format!("{base}/healthz")).await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
+async fn eight_instances_starting_together_share_one_new_key() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, _pg) = binary_database(dir.path());
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let starts: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, url, barrier) = (dir.path().to_path_buf(), url.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    ServerProcess::start(&path, &url, &[])
+                })
+            })
+            .collect();
+        let servers: Vec<ServerProcess> = starts
+            .into_iter()
+            .map(|t| t.join().expect("every instance starts"))
+            .collect();
+        let created = servers
+            .iter()
+            .flat_map(|s| s.log())
+            .filter(|l| l.contains("generated a new server key file"))
+            .count();
+        assert_eq!(created, 1, "one instance created the key");
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".key"))
+            .collect();
+        assert_eq!(files, ["latchkey.key"], "no temporary key files left");
+
+        // A CSRF token is a MAC under the server key: one made by the first
+        // instance is good on every instance only if they share the key.
+        let first = TestClient::new(&servers[0].base);
+        let token = first.csrf().await;
+        for (i, s) in servers.iter().enumerate() {
+            let on = first.on(&s.base);
+            let name = format!("nobody{i}");
+            let p = on
+                .post_raw(
+                    "/login",
+                    &[
+                        ("username", &name),
+                        ("password", "wrong password"),
+                        ("csrf_token", &token),
+                    ],
+                )
+                .await;
+            assert_eq!(p.status, StatusCode::UNAUTHORIZED, "instance {i} accepted the form");
+        }
     }
 }
 

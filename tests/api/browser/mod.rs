@@ -193,7 +193,7 @@ impl ChromeDriver {
             url: String::new(),
         };
         let port = rx
-            .recv_timeout(Duration::from_secs(30))
+            .recv_timeout(Duration::from_secs(60))
             .expect("chromedriver reports its port");
         guard.url = format!("http://127.0.0.1:{port}");
         guard
@@ -284,9 +284,10 @@ where
     let driver = WebDriver::new(&chromedriver.url, caps)
         .await
         .expect("chromedriver starts a Chromium session");
-    // Element queries wait up to 10 s, looking every 50 ms.
+    // Element queries look every 50 ms and give up after 60 s: a guard
+    // against a hang, not a measure (a busy machine is slow, not wrong).
     driver.set_poller(Arc::new(ElementPollerWithTimeout::new(
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         Duration::from_millis(50),
     )));
 
