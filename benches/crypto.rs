@@ -57,7 +57,7 @@ fn recovery(c: &mut Criterion) {
 fn sealing(c: &mut Criterion) {
     let keys = Keyring::ephemeral();
     let secret = TotpSecret::generate();
-    let context = latchkey::web::auth::secret_context(42);
+    let context = latchkey::auth::factors::secret_context(latchkey::core::types::UserId(42));
     let sealed = keys.seal(secret.as_bytes(), &context);
     let mut g = c.benchmark_group("secret");
     g.bench_function("seal", |b| b.iter(|| keys.seal(black_box(secret.as_bytes()), &context)));

@@ -141,11 +141,11 @@ fn main() -> anyhow::Result<()> {
     let c_users = (args.flow_users * 4).max(args.flow_duration as usize * 20);
     let page_users = 8;
 
-    let db = Db::open(&DatabaseUrl::parse(&database_url).map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    let mut conn = Db::connect(&DatabaseUrl::parse(&database_url).map_err(|e| anyhow::anyhow!("{e}"))?)?;
     let keys = Keyring::load_or_create(&key_file)?;
     let t = Instant::now();
     let groups = seed::seed(
-        &db,
+        &mut conn,
         &keys,
         &[
             Group {
@@ -174,7 +174,7 @@ fn main() -> anyhow::Result<()> {
             },
         ],
     )?;
-    drop(db);
+    drop(conn);
     println!(
         "seeded {} users ({} with 2FA) in {:.1} s",
         groups.iter().map(Vec::len).sum::<usize>(),

@@ -1,14 +1,67 @@
-//! The `latchkey` command: `serve` and `user add|list|reset-mfa`.
+//! The `latchkey` command: its arguments, `serve`, and `user add|list|reset-mfa`.
+//!
+//! The user commands go through the same service as the web pages
+//! (`crate::auth`), over one database connection used on this thread.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use crate::config::{Cli, Command, Config, UserCommand};
+use clap::{Parser, Subcommand};
+
+use crate::auth::admin::{Created, Reset};
+use crate::auth::{Actor, Auth, AuthSettings};
+use crate::config::Config;
+use crate::core::keys::Keyring;
 use crate::core::password;
+use crate::core::types::Password;
 use crate::core::username::Username;
-use crate::db::events::{self, Event, Kind};
-use crate::db::{Db, mfa, sessions, users};
+use crate::db::Db;
 use crate::startup::Application;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Latchkey: a self-hosted sign-in dashboard with passwords and TOTP two-factor authentication.",
+    after_help = "Without a command, `serve` runs. Environment values are never printed here."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: crate::config::Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the web server (the default)
+    Serve,
+    /// Manage users
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user; the password is read from the first line of standard
+    /// input (prompted for, twice, when standard input is a terminal)
+    Add {
+        name: String,
+        /// Make the user an administrator
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users with their two-factor status
+    List,
+    /// Turn a user's two-factor authentication off (lost phone) and end their sessions
+    ResetMfa { name: String },
+}
+
+/// Parse the command line and run it.
+pub fn main() -> ExitCode {
+    run(Cli::parse())
+}
 
 pub fn run(cli: Cli) -> ExitCode {
     init_logging();
@@ -45,84 +98,85 @@ fn init_logging() {
 fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config).await?;
-        tracing::info!("Latchkey is listening on http://{}", app.address());
         app.run_until_stopped().await?;
         Ok(())
     })
 }
 
 fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
-    let mut conn = Db::connect_one(&config.database_url)?;
-    let c = &mut conn;
-    let now = config.clock.now();
-    match cmd {
-        UserCommand::Add { name, admin } => {
-            let name = Username::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Read the password first: nothing is opened while a person types.
+    let password = match &cmd {
+        UserCommand::Add { name, .. } => {
+            let name = Username::parse(name).map_err(|e| anyhow::anyhow!("{e}"))?;
             let password = read_new_password(name.as_str())?;
             password::check_policy(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let hash = password::hash(&password, config.bcrypt_cost)?;
-            let user = users::create(c, name.as_str(), &hash, admin, now)?;
-            events::record(c, &cli_event(Kind::UserCreated, &user), now)?;
-            println!(
-                "Created {} {}.",
-                if admin { "administrator" } else { "user" },
-                user.username
-            );
+            Some(Password::new(password))
         }
-        UserCommand::List => {
-            let rows = users::list(c)?;
-            println!(
-                "{:<24} {:<6} {:<9} {:>14}",
-                "USERNAME", "ADMIN", "2FA", "RECOVERY CODES"
-            );
-            for u in rows {
-                let mfa_state = if u.mfa_enabled_at.is_some() {
-                    "enabled"
-                } else {
-                    "disabled"
-                };
-                let codes = if u.mfa_enabled_at.is_some() {
-                    u.recovery_codes_left.to_string()
-                } else {
-                    "-".into()
-                };
+        _ => None,
+    };
+    let db = Db::open_single(&config.database_url)?;
+    // The server key names throttling counters (the Users page's locks); a
+    // missing key file is left for the server to create.
+    let keys = Arc::new(Keyring::load_existing(&config.key_file)?.unwrap_or_else(Keyring::ephemeral));
+    let settings = AuthSettings {
+        issuer: config.issuer.clone(),
+        totp_skew: config.totp_skew,
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let auth = Auth::new(db, keys, config.clock.clone(), settings, config.bcrypt_cost).await?;
+        match cmd {
+            UserCommand::Add { name, admin } => {
+                let name = Username::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let password = password.ok_or_else(|| anyhow::anyhow!("no password"))?;
+                match auth.create_user(Actor::CommandLine, &name, password, admin).await? {
+                    Created::Done(user) => println!(
+                        "Created {} {}.",
+                        if admin { "administrator" } else { "user" },
+                        user.username
+                    ),
+                    Created::Exists => anyhow::bail!("a user named `{name}` already exists"),
+                }
+            }
+            UserCommand::List => {
                 println!(
                     "{:<24} {:<6} {:<9} {:>14}",
-                    u.username,
-                    if u.is_admin { "yes" } else { "no" },
-                    mfa_state,
-                    codes
+                    "USERNAME", "ADMIN", "2FA", "RECOVERY CODES"
                 );
+                for u in auth.users_overview().await? {
+                    let mfa_state = if u.mfa_on() { "enabled" } else { "disabled" };
+                    let codes = if u.mfa_on() {
+                        u.recovery_codes_left.to_string()
+                    } else {
+                        "-".into()
+                    };
+                    println!(
+                        "{:<24} {:<6} {:<9} {:>14}",
+                        u.user.username,
+                        if u.user.is_admin { "yes" } else { "no" },
+                        mfa_state,
+                        codes
+                    );
+                }
+            }
+            UserCommand::ResetMfa { name } => {
+                let name = Username::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let user = auth
+                    .find_user_by_name(name.as_str())
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no user named `{name}`"))?;
+                match auth.reset_mfa(Actor::CommandLine, user.id).await? {
+                    Some(Reset::Done { sessions_ended }) => println!(
+                        "Two-factor authentication is now off for {name}; {sessions_ended} session(s) ended. They can sign in with their password and turn it on again."
+                    ),
+                    Some(Reset::WasOff { sessions_ended }) => println!(
+                        "Two-factor authentication was already off for {name}; {sessions_ended} session(s) ended."
+                    ),
+                    None => anyhow::bail!("no user named `{name}`"),
+                }
             }
         }
-        UserCommand::ResetMfa { name } => {
-            let name = Username::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let user =
-                users::find_by_name(c, name.as_str())?.ok_or_else(|| anyhow::anyhow!("no user named `{name}`"))?;
-            let was_on = mfa::disable(c, user.id, None)?;
-            let ended = sessions::revoke_all(c, user.id, None)?.map_or(0, |(n, _)| n);
-            if was_on {
-                events::record(c, &cli_event(Kind::MfaResetByAdmin, &user), now)?;
-                println!(
-                    "Two-factor authentication is now off for {name}; {ended} session(s) ended. They can sign in with their password and turn it on again."
-                );
-            } else {
-                println!("Two-factor authentication was already off for {name}; {ended} session(s) ended.");
-            }
-        }
-    }
-    Ok(())
-}
-
-fn cli_event(kind: Kind, user: &users::User) -> Event {
-    Event {
-        kind,
-        user_id: Some(user.id),
-        username: Some(user.username.clone()),
-        client_address: None,
-        user_agent: None,
-        detail: Some("command line".into()),
-    }
+        Ok::<(), anyhow::Error>(())
+    })
 }
 
 /// On a terminal: prompt twice without echo. Otherwise: the first line of stdin.

@@ -3,50 +3,11 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 
 use crate::core::clock::Clock;
 use crate::core::totp::MAX_SKEW;
 use crate::db::DatabaseUrl;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "latchkey",
-    version,
-    about = "Latchkey: a self-hosted sign-in dashboard with passwords and TOTP two-factor authentication.",
-    after_help = "Without a command, `serve` runs. Environment values are never printed here."
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub settings: Settings,
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Run the web server (the default)
-    Serve,
-    /// Manage users
-    #[command(subcommand)]
-    User(UserCommand),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum UserCommand {
-    /// Create a user; the password is read from the first line of standard
-    /// input (prompted for, twice, when standard input is a terminal)
-    Add {
-        name: String,
-        /// Make the user an administrator
-        #[arg(long)]
-        admin: bool,
-    },
-    /// List users with their two-factor status
-    List,
-    /// Turn a user's two-factor authentication off (lost phone) and end their sessions
-    ResetMfa { name: String },
-}
 
 #[derive(Args, Debug, Clone)]
 pub struct Settings {
@@ -241,6 +202,8 @@ mod tests {
 
     #[test]
     fn settings_validate() {
+        use crate::cli::{Cli, Command, UserCommand};
+        use clap::Parser;
         let cli = Cli::try_parse_from(["latchkey", "--issuer", "Acme:Corp"]).unwrap();
         assert!(Config::from_settings(&cli.settings).is_err());
         let cli = Cli::try_parse_from(["latchkey", "--database-url", "latchkey.db"]).unwrap();

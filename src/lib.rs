@@ -1,10 +1,12 @@
 //! Latchkey: a self-hosted sign-in dashboard with passwords and TOTP
 //! two-factor authentication.
 //!
-//! Layout: `core` (domain rules, no web or database types), `db` (storage),
-//! `web` (handlers, templates, middleware), `startup` (the `Application`),
-//! `cli` (the `latchkey` command).
+//! Layout (docs/ARCHITECTURE.md): `core` (domain rules, no web or database
+//! types), `db` (storage), `auth` (the application service: every rule about
+//! accounts, passwords and factors), `web` (handlers, templates,
+//! middleware), `startup` (the `Application`), `cli` (the `latchkey` command).
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -1,4 +1,6 @@
 // Written by hand to match migrations/*/…/up.sql (one schema for every backend).
+// Columns and tables kept only for the previous release's instances
+// (users.totp_*, mfa_enrolments) are left out, so nothing here uses them.
 
 diesel::table! {
     users (id) {
@@ -8,9 +10,6 @@ diesel::table! {
         is_admin -> Bool,
         created_at -> BigInt,
         last_login_at -> Nullable<BigInt>,
-        totp_secret_sealed -> Nullable<Text>,
-        totp_enabled_at -> Nullable<BigInt>,
-        totp_last_step -> Nullable<BigInt>,
         must_change_password -> Bool,
         session_epoch -> BigInt,
         recovery_codes_generation -> BigInt,
@@ -18,10 +17,20 @@ diesel::table! {
 }
 
 diesel::table! {
-    mfa_enrolments (user_id) {
+    credentials (id) {
+        id -> BigInt,
         user_id -> BigInt,
-        secret_sealed -> Text,
+        kind -> Text,
+        name -> Text,
+        secret_sealed -> Nullable<Text>,
+        public_data -> Nullable<Text>,
+        external_id -> Nullable<Text>,
         created_at -> BigInt,
+        confirmed_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+        last_step -> Nullable<BigInt>,
+        pending_owner -> Nullable<Text>,
+        attempts -> Integer,
     }
 }
 
@@ -46,12 +55,49 @@ diesel::table! {
 }
 
 diesel::table! {
+    pending_sign_ins (id_hash) {
+        id_hash -> Text,
+        user_id -> Nullable<BigInt>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        attempts -> Integer,
+        protected -> Bool,
+        client_address -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    known_browsers (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        token_hash -> Text,
+        created_at -> BigInt,
+        last_used_at -> BigInt,
+        expires_at -> BigInt,
+        user_agent -> Nullable<Text>,
+        client_address -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     throttles (scope, key) {
         scope -> Text,
         key -> Text,
         failures -> Integer,
         last_failure -> BigInt,
         locked_until -> BigInt,
+        account -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    rate_buckets (scope, key) {
+        scope -> Text,
+        key -> Text,
+        account -> Nullable<Text>,
+        tokens -> Integer,
+        refilled_at -> BigInt,
     }
 }
 
@@ -75,21 +121,6 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(mfa_enrolments -> users (user_id));
-diesel::joinable!(recovery_codes -> users (user_id));
-
-diesel::allow_tables_to_appear_in_same_query!(
-    users,
-    mfa_enrolments,
-    recovery_codes,
-    sessions,
-    throttles,
-    setup_tokens,
-    security_events,
-    server_keys,
-    settings,
-);
-
 diesel::table! {
     server_keys (key_id) {
         key_id -> Text,
@@ -105,3 +136,22 @@ diesel::table! {
         updated_at -> BigInt,
     }
 }
+
+diesel::joinable!(credentials -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
+diesel::joinable!(known_browsers -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    credentials,
+    recovery_codes,
+    sessions,
+    pending_sign_ins,
+    known_browsers,
+    throttles,
+    rate_buckets,
+    setup_tokens,
+    security_events,
+    server_keys,
+    settings,
+);

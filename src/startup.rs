@@ -1,5 +1,6 @@
 //! `Application::build(config)` binds, and `run_until_stopped` serves.
 
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
@@ -13,13 +14,14 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
 use crate::core::keys::Keyring;
-use crate::core::password;
-use crate::db::{Db, server_keys, sessions, setup};
+use crate::core::limits::SESSION_IDLE_SECONDS;
+use crate::db::{Db, server_keys};
 use crate::web::error::{AppError, not_found};
-use crate::web::session::{DbSessionStore, IDLE_SECONDS};
-use crate::web::{AppState, middleware, routes};
+use crate::web::session::DbSessionStore;
+use crate::web::{AppState, headers, middleware, routes};
 
 pub struct Application {
     server: Server,
@@ -33,7 +35,7 @@ impl Application {
         let db = Db::open(&config.database_url)?;
         let keys = Arc::new(Keyring::load_or_create(&config.key_file).context("cannot load the server key")?);
         let fingerprints = keys.fingerprints();
-        let now = config.clock.now();
+        let now = config.clock.time();
         let mismatch = db
             .run(move |c| server_keys::check_and_record(c, &fingerprints, now))
             .await?;
@@ -45,20 +47,29 @@ impl Application {
                 m.key_id
             );
         }
-        let cost = config.bcrypt_cost;
-        let dummy_hash = crate::web::hashing::run(move || password::dummy_hash(cost)).await?;
+        let auth = Arc::new(
+            Auth::new(
+                db.clone(),
+                keys.clone(),
+                config.clock.clone(),
+                AuthSettings {
+                    issuer: config.issuer.clone(),
+                    totp_skew: config.totp_skew,
+                },
+                config.bcrypt_cost,
+            )
+            .await?,
+        );
+        auth.warm_up().await?;
         let listener = TcpListener::bind(&config.bind).with_context(|| format!("cannot listen on {}", config.bind))?;
         let address = listener.local_addr()?;
         let https = config.public_url.as_ref().is_some_and(|u| u.https);
 
         let state = web::Data::new(AppState {
+            auth: auth.clone(),
             db: db.clone(),
             keys: keys.clone(),
             clock: config.clock.clone(),
-            issuer: config.issuer.clone(),
-            bcrypt_cost: config.bcrypt_cost,
-            totp_skew: config.totp_skew,
-            dummy_hash,
             public_origin: config.public_url.as_ref().map(|u| u.origin.clone()),
             secure_cookies: https,
             trusted_proxies: config.trusted_proxies.clone(),
@@ -100,7 +111,7 @@ impl Application {
                 .cookie_path("/".to_string())
                 .session_lifecycle(
                     BrowserSession::default()
-                        .state_ttl(Duration::seconds(IDLE_SECONDS))
+                        .state_ttl(Duration::seconds(SESSION_IDLE_SECONDS))
                         .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
                 )
                 .build();
@@ -114,7 +125,7 @@ impl Application {
                 .wrap(sessions)
                 .wrap(from_fn(middleware::storage_errors))
                 .wrap(from_fn(middleware::csrf_cookie))
-                .wrap(middleware::security_headers(https))
+                .wrap(headers::security_headers(https))
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })
@@ -152,22 +163,37 @@ impl Application {
         self.state.keys.clone()
     }
 
+    /// The service, for tools and tests that seed or inspect a running server.
+    pub fn auth(&self) -> Arc<Auth> {
+        self.state.auth.clone()
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let state = self.state.clone();
-        // Expired session rows are unreachable already; this only tidies up.
+        let mut server = self.server;
+        // The server starts (workers, accept thread, and its SIGTERM/SIGINT
+        // handlers) on its first poll. Poll once before saying we listen: a
+        // supervisor that signals the moment it reads that line then gets a
+        // graceful shutdown, not the default action of an unhandled signal.
+        let first =
+            futures_util::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut server).poll(cx))).await;
+        if let std::task::Poll::Ready(result) = first {
+            return result;
+        }
+        tracing::info!("Latchkey is listening on http://{}", self.address);
+        // Expired rows are unreachable already; this only tidies up.
         // Joined with the server future rather than spawned, so it runs on
         // any Tokio runtime and stops with the server.
         let sweeper = Box::pin(async move {
             let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(600));
             loop {
                 tick.tick().await;
-                let now = state.clock.now();
-                if let Err(e) = state.db.run(move |c| sessions::delete_expired(c, now)).await {
-                    tracing::warn!(error = %e, "could not delete expired sessions");
+                if let Err(e) = state.auth.sweep().await {
+                    tracing::warn!(error = %e, "could not delete expired rows");
                 }
             }
         });
-        match futures_util::future::select(self.server, sweeper).await {
+        match futures_util::future::select(server, sweeper).await {
             futures_util::future::Either::Left((result, _)) => result,
             futures_util::future::Either::Right(((), _)) => Ok(()),
         }
@@ -176,9 +202,10 @@ impl Application {
 
 async fn arm_setup_link(state: &AppState, config: &Config, address: SocketAddr) -> anyhow::Result<Option<String>> {
     let token = URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<32>());
-    let hash = crate::web::routes::setup_token_hash(&token);
-    let now = state.clock.now();
-    let armed = state.db.run(move |c| setup::arm(c, &hash, now)).await?;
+    let armed = state
+        .auth
+        .arm_setup(crate::web::routes::setup_token_hash(&token))
+        .await?;
     let base = match &config.public_url {
         Some(u) => u.origin.clone(),
         None => format!("http://{address}"),

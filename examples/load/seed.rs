@@ -4,10 +4,13 @@
 //! keyed hashes, the last accepted step just behind now).
 
 use diesel::Connection;
+use latchkey::auth::factors::secret_context;
 use latchkey::core::keys::Keyring;
 use latchkey::core::recovery::RecoveryCode;
 use latchkey::core::totp::TotpSecret;
-use latchkey::db::{Db, DbError, mfa, users};
+use latchkey::core::types::{TimeStep, UnixTime};
+use latchkey::db::credentials::{self, CredentialKind, NewConfirmed};
+use latchkey::db::{Conn, DbError, recovery, users};
 
 use crate::totp::{STEP, Totp, now_unix};
 
@@ -30,39 +33,45 @@ pub struct Group<'a> {
     pub two_factor: bool,
 }
 
-pub fn seed(db: &Db, keys: &Keyring, groups: &[Group<'_>]) -> anyhow::Result<Vec<Vec<Account>>> {
-    let now = i64::try_from(now_unix())?;
+pub fn seed(conn: &mut Conn, keys: &Keyring, groups: &[Group<'_>]) -> anyhow::Result<Vec<Vec<Account>>> {
+    let now = UnixTime(i64::try_from(now_unix())?);
     // Every step up to two behind now counts as used: T-1, T and T+1 are free.
     let last_step = now_unix() / STEP - 2;
-    let mut conn = db.conn()?;
     let out = conn.transaction::<_, DbError, _>(|c| {
         let mut out = Vec::new();
         for g in groups {
             let mut accounts = Vec::with_capacity(g.count);
             for n in 0..g.count {
                 let username = format!("{}{n}", g.prefix);
-                let user = users::create(c, &username, g.password_hash, false, now).map_err(|e| match e {
+                let account = users::NewAccount {
+                    username: &username,
+                    password_hash: g.password_hash,
+                    is_admin: false,
+                    must_change_password: false,
+                };
+                let user = users::create(c, account, now).map_err(|e| match e {
                     users::CreateError::Db(d) => d,
                     other => panic!("{other}"),
                 })?;
                 let totp = if g.two_factor {
                     let secret = TotpSecret::generate();
-                    let sealed = keys.seal(secret.as_bytes(), &latchkey::web::auth::secret_context(user.id));
+                    let sealed = keys.seal(secret.as_bytes(), &secret_context(user.id));
                     let hashes: Vec<String> = RecoveryCode::generate_set()
                         .iter()
                         .map(|r| keys.recovery_hash(r.canonical()))
                         .collect();
-                    mfa::start_enrolment(c, user.id, &sealed, now)?;
-                    let outcome = mfa::confirm_enrolment(
+                    credentials::insert_confirmed(
                         c,
-                        user.id,
-                        &sealed,
-                        now,
-                        i64::try_from(last_step).unwrap(),
-                        &hashes,
+                        NewConfirmed {
+                            user: user.id,
+                            kind: CredentialKind::Totp,
+                            name: "Authenticator app",
+                            secret_sealed: Some(&sealed),
+                            last_step: Some(TimeStep(i64::try_from(last_step).unwrap())),
+                        },
                         now,
                     )?;
-                    assert_eq!(outcome, mfa::ConfirmOutcome::Enabled);
+                    recovery::replace(c, user.id, &hashes, now)?;
                     Some(Totp {
                         key: secret.as_bytes().try_into().unwrap(),
                         last_step,

@@ -26,6 +26,12 @@ impl Clock {
         }
     }
 
+    /// The time as a [`UnixTime`].
+    pub fn time(&self) -> super::types::UnixTime {
+        super::types::UnixTime(self.now())
+    }
+
+    /// Unix seconds.
     pub fn now(&self) -> i64 {
         match &self.manual {
             Some(t) => t.load(Ordering::SeqCst),

@@ -104,6 +104,20 @@ impl Keyring {
         }
     }
 
+    /// Read the key file if it exists (the command line, which leaves
+    /// creating it to the server).
+    pub fn load_existing(path: &Path) -> Result<Option<Self>, KeyError> {
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                check_permissions(path)?;
+                Self::parse(&text, &shown).map(Some)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(KeyError::Read { path: shown, source }),
+        }
+    }
+
     pub fn parse(text: &str, path: &str) -> Result<Self, KeyError> {
         let mut keys = Vec::new();
         for (i, raw) in text.lines().enumerate() {

@@ -3,14 +3,17 @@
 //! Everything here is unit-tested on its own; the web and storage layers only
 //! call into it.
 
+pub mod address;
 pub mod clock;
 pub mod keys;
+pub mod limits;
 pub mod password;
 pub mod policy;
 pub mod qr;
 pub mod recovery;
 pub mod throttle;
 pub mod totp;
+pub mod types;
 pub mod username;
 
 /// Fill `buf` from the operating system's random generator.

@@ -4,113 +4,67 @@
 use diesel::prelude::*;
 
 use super::{Conn, DbError};
+use crate::core::types::{UnixTime, UserId};
 use crate::schema::security_events;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    SetupCompleted,
-    UserCreated,
-    LoginSucceeded,
-    LoginFailed,
-    LoginThrottled,
-    SecondFactorFailed,
-    SecondFactorLocked,
-    RecoveryCodeUsed,
-    MfaEnabled,
-    MfaDisabled,
-    MfaResetByAdmin,
-    RecoveryCodesRegenerated,
-    PasswordChanged,
-    SudoFailed,
-    LoggedOut,
-    SessionsRevoked,
-    AdminCreatedUser,
-    AdminUnlocked,
-    AdminGranted,
-    AdminRevoked,
-    PolicyChanged,
+/// Every kind of event: its name in the database and its words for people.
+macro_rules! kinds {
+    ($($variant:ident = $name:literal, $words:literal;)*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Kind {
+            $($variant,)*
+        }
+
+        impl Kind {
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => $name,)*
+                }
+            }
+
+            /// Words for people.
+            pub fn describe(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => $words,)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    SetupCompleted = "setup_completed", "First administrator created";
+    UserCreated = "user_created", "Account created";
+    LoginSucceeded = "login_succeeded", "Signed in";
+    LoginFailed = "login_failed", "Sign-in failed (wrong password)";
+    LoginThrottled = "login_throttled", "Sign-in refused (too many attempts)";
+    PasswordLocked = "password_locked", "Password attempts locked";
+    SecondFactorFailed = "second_factor_failed", "Wrong two-factor code";
+    SecondFactorLocked = "second_factor_locked", "Two-factor codes locked (too many wrong codes)";
+    SignInAbandoned = "sign_in_abandoned", "Sign-in ended after too many wrong codes";
+    RecoveryCodeUsed = "recovery_code_used", "Recovery code used";
+    MfaEnabled = "mfa_enabled", "Two-factor authentication turned on";
+    MfaDisabled = "mfa_disabled", "Two-factor authentication turned off";
+    MfaResetByAdmin = "mfa_reset", "Two-factor authentication reset by an administrator";
+    EnrolmentAbandoned = "enrolment_abandoned", "Two-factor setup ended after too many wrong codes";
+    RecoveryCodesRegenerated = "recovery_codes_regenerated", "New recovery codes generated";
+    PasswordChanged = "password_changed", "Password changed";
+    SudoFailed = "sudo_failed", "Password confirmation failed";
+    LoggedOut = "logged_out", "Signed out";
+    SessionsRevoked = "sessions_revoked", "Other sessions signed out";
+    BrowserForgotten = "browser_forgotten", "Known browser forgotten";
+    AdminCreatedUser = "admin_created_user", "Account created by an administrator";
+    AdminUnlocked = "admin_unlocked_account", "Account unlocked by an administrator";
+    AdminGranted = "admin_granted", "Administrator rights granted";
+    AdminRevoked = "admin_revoked", "Administrator rights removed";
+    PolicyChanged = "policy_changed", "Two-factor policy changed";
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SetupCompleted => "setup_completed",
-            Self::UserCreated => "user_created",
-            Self::LoginSucceeded => "login_succeeded",
-            Self::LoginFailed => "login_failed",
-            Self::LoginThrottled => "login_throttled",
-            Self::SecondFactorFailed => "second_factor_failed",
-            Self::SecondFactorLocked => "second_factor_locked",
-            Self::RecoveryCodeUsed => "recovery_code_used",
-            Self::MfaEnabled => "mfa_enabled",
-            Self::MfaDisabled => "mfa_disabled",
-            Self::MfaResetByAdmin => "mfa_reset",
-            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
-            Self::PasswordChanged => "password_changed",
-            Self::SudoFailed => "sudo_failed",
-            Self::LoggedOut => "logged_out",
-            Self::SessionsRevoked => "sessions_revoked",
-            Self::AdminCreatedUser => "admin_created_user",
-            Self::AdminUnlocked => "admin_unlocked_account",
-            Self::AdminGranted => "admin_granted",
-            Self::AdminRevoked => "admin_revoked",
-            Self::PolicyChanged => "policy_changed",
-        }
-    }
-
-    pub const ALL: [Kind; 21] = [
-        Self::SetupCompleted,
-        Self::UserCreated,
-        Self::LoginSucceeded,
-        Self::LoginFailed,
-        Self::LoginThrottled,
-        Self::SecondFactorFailed,
-        Self::SecondFactorLocked,
-        Self::RecoveryCodeUsed,
-        Self::MfaEnabled,
-        Self::MfaDisabled,
-        Self::MfaResetByAdmin,
-        Self::RecoveryCodesRegenerated,
-        Self::PasswordChanged,
-        Self::SudoFailed,
-        Self::LoggedOut,
-        Self::SessionsRevoked,
-        Self::AdminCreatedUser,
-        Self::AdminUnlocked,
-        Self::AdminGranted,
-        Self::AdminRevoked,
-        Self::PolicyChanged,
-    ];
-
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// Words for people.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::SetupCompleted => "First administrator created",
-            Self::UserCreated => "Account created",
-            Self::LoginSucceeded => "Signed in",
-            Self::LoginFailed => "Sign-in failed (wrong password)",
-            Self::LoginThrottled => "Sign-in refused (too many attempts)",
-            Self::SecondFactorFailed => "Wrong two-factor code",
-            Self::SecondFactorLocked => "Two-factor codes locked (too many wrong codes)",
-            Self::RecoveryCodeUsed => "Recovery code used",
-            Self::MfaEnabled => "Two-factor authentication turned on",
-            Self::MfaDisabled => "Two-factor authentication turned off",
-            Self::MfaResetByAdmin => "Two-factor authentication reset by an administrator",
-            Self::RecoveryCodesRegenerated => "New recovery codes generated",
-            Self::PasswordChanged => "Password changed",
-            Self::SudoFailed => "Password confirmation failed",
-            Self::LoggedOut => "Signed out",
-            Self::SessionsRevoked => "Other sessions signed out",
-            Self::AdminCreatedUser => "Account created by an administrator",
-            Self::AdminUnlocked => "Account unlocked by an administrator",
-            Self::AdminGranted => "Administrator rights granted",
-            Self::AdminRevoked => "Administrator rights removed",
-            Self::PolicyChanged => "Two-factor policy changed",
-        }
+        Self::ALL.iter().copied().find(|k| k.as_str() == s)
     }
 }
 
@@ -118,19 +72,19 @@ impl Kind {
 #[derive(Clone, Debug)]
 pub struct Event {
     pub kind: Kind,
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     pub username: Option<String>,
     pub client_address: Option<String>,
     pub user_agent: Option<String>,
     pub detail: Option<String>,
 }
 
-pub fn record(c: &mut Conn, e: &Event, now: i64) -> Result<(), DbError> {
+pub fn record(c: &mut Conn, e: &Event, now: UnixTime) -> Result<(), DbError> {
     let ua = e.user_agent.as_deref().map(|s| truncate(s, 256));
     diesel::insert_into(security_events::table)
         .values((
-            security_events::created_at.eq(now),
-            security_events::user_id.eq(e.user_id),
+            security_events::created_at.eq(now.0),
+            security_events::user_id.eq(e.user_id.map(|u| u.0)),
             security_events::username.eq(e.username.as_deref().map(|s| truncate(s, 64))),
             security_events::kind.eq(e.kind.as_str()),
             security_events::client_address.eq(e.client_address.as_deref()),
@@ -163,7 +117,7 @@ pub struct Row {
 /// A page of events, newest first, filtered by user and kind; and the total.
 pub fn page(
     c: &mut Conn,
-    user_id: Option<i64>,
+    user_id: Option<UserId>,
     kind: Option<Kind>,
     offset: i64,
     limit: i64,
@@ -171,7 +125,7 @@ pub fn page(
     let filtered = || {
         let mut q = security_events::table.into_boxed();
         if let Some(u) = user_id {
-            q = q.filter(security_events::user_id.eq(u));
+            q = q.filter(security_events::user_id.eq(u.0));
         }
         if let Some(k) = kind {
             q = q.filter(security_events::kind.eq(k.as_str()));
@@ -197,9 +151,9 @@ pub fn page(
 }
 
 /// (kind, user_id) of every event, oldest first — for tests and the admin view.
-pub fn kinds_for_user(c: &mut Conn, user_id: i64) -> Result<Vec<String>, DbError> {
+pub fn kinds_for_user(c: &mut Conn, user_id: UserId) -> Result<Vec<String>, DbError> {
     Ok(security_events::table
-        .filter(security_events::user_id.eq(user_id))
+        .filter(security_events::user_id.eq(user_id.0))
         .order(security_events::id.asc())
         .select(security_events::kind)
         .load(c)?)

@@ -17,8 +17,11 @@
 //! `LIMIT ?`, and SQLite re-compiles a statement whose LIMIT parameter is
 //! bound again — on every run, with the statement cache doing nothing.
 
+pub mod browsers;
+pub mod credentials;
 pub mod events;
-pub mod mfa;
+pub mod pending;
+pub mod recovery;
 pub mod server_keys;
 pub mod sessions;
 pub mod settings;
@@ -32,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
+use diesel::r2d2::{ManageConnection, Pool};
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -241,12 +244,21 @@ impl ManageConnection for Manager {
 /// A handle on the database, cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    /// Every call that may write (and, on PostgreSQL, every call).
-    pool: Pool<Manager>,
-    /// SQLite only: the writer's thread (on `pool`) and the readers' threads
-    /// (on connections of their own).
-    lanes: Option<Lanes>,
+    inner: Inner,
     backend: &'static str,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Pooled {
+        /// Every call that may write (and, on PostgreSQL, every call).
+        pool: Pool<Manager>,
+        /// SQLite only: the writer's thread (on `pool`) and the readers'
+        /// threads (on connections of their own).
+        lanes: Option<Lanes>,
+    },
+    /// One connection, used on the calling thread (the command line).
+    Single(Arc<Mutex<Conn>>),
 }
 
 impl std::fmt::Debug for Db {
@@ -292,18 +304,27 @@ impl Db {
             DatabaseUrl::Postgres(_) => (Self::pool(url, 10, false)?, None),
         };
         Ok(Self {
-            pool,
-            lanes,
+            inner: Inner::Pooled { pool, lanes },
             backend: url.backend(),
         })
     }
 
-    /// One connection, with the schema brought up to date, and nothing else:
-    /// for the command line. A pool keeps connecting on threads of its own
-    /// (to keep an idle connection ready); a process that exits while such a
-    /// thread is inside libpq's TLS set-up crashes in OpenSSL's exit
-    /// clean-up. One connection made on the calling thread has no such thread.
-    pub fn connect_one(url: &DatabaseUrl) -> anyhow::Result<Conn> {
+    /// One connection, with the schema brought up to date, and nothing else,
+    /// used on the calling thread: for the command line. A pool keeps
+    /// connecting on threads of its own (to keep an idle connection ready);
+    /// a process that exits while such a thread is inside libpq's TLS set-up
+    /// crashes in OpenSSL's exit clean-up. One connection made and used on
+    /// the calling thread has no such thread.
+    pub fn open_single(url: &DatabaseUrl) -> anyhow::Result<Self> {
+        Ok(Self {
+            inner: Inner::Single(Arc::new(Mutex::new(Self::connect(url)?))),
+            backend: url.backend(),
+        })
+    }
+
+    /// One plain connection, with the schema brought up to date (tools that
+    /// seed a database before a server starts).
+    pub fn connect(url: &DatabaseUrl) -> anyhow::Result<Conn> {
         Self::check_folder(url)?;
         let mut conn = Manager {
             url: url.clone(),
@@ -315,12 +336,31 @@ impl Db {
         Ok(conn)
     }
 
+    /// For SQLite: the folder must exist, and the file is created readable
+    /// by its owner only (it holds password hashes, the security log and
+    /// session state). SQLite gives its `-wal` and `-shm` files the mode of
+    /// the database file. A file that others can already read is used, with
+    /// a warning that says how to fix it.
     fn check_folder(url: &DatabaseUrl) -> anyhow::Result<()> {
-        if let DatabaseUrl::Sqlite(path) = url
-            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        let DatabaseUrl::Sqlite(path) = url else {
+            return Ok(());
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()
         {
             anyhow::bail!("the folder {} for the database does not exist", dir.display());
+        }
+        let mut create = std::fs::OpenOptions::new();
+        create.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            create.mode(0o600);
+        }
+        match create.open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => warn_if_readable_by_others(path),
+            Err(e) => anyhow::bail!("cannot create the database file {}: {e}", path.display()),
         }
         Ok(())
     }
@@ -358,27 +398,24 @@ impl Db {
 
     /// The most connections the pools open: how many calls can run at once.
     pub fn max_connections(&self) -> u32 {
-        self.pool.max_size() + self.lanes.as_ref().map_or(0, |l| l.readers.threads)
-    }
-
-    /// A connection for synchronous code (the CLI, the load tool's seeding).
-    /// On SQLite it is the writer's only connection: do not hold it across
-    /// a call of `run` (that call would wait for it, then fail as busy).
-    pub fn conn(&self) -> Result<PooledConnection<Manager>, DbError> {
-        Ok(self.pool.get()?)
+        match &self.inner {
+            Inner::Pooled { pool, lanes } => pool.max_size() + lanes.as_ref().map_or(0, |l| l.readers.threads),
+            Inner::Single(_) => 1,
+        }
     }
 
     /// Run `f` with a connection, never on an async worker (database calls
     /// block): on SQLite on the writer's thread, on PostgreSQL on the
-    /// blocking pool.
+    /// blocking pool; with a single connection, right here.
     pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
     where
         F: FnOnce(&mut Conn) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
-        match &self.lanes {
-            Some(lanes) => lanes.writer.run(f).await,
-            None => Self::on(self.pool.clone(), f).await,
+        match &self.inner {
+            Inner::Pooled { lanes: Some(lanes), .. } => lanes.writer.run(f).await,
+            Inner::Pooled { pool, lanes: None } => Self::on(pool.clone(), f).await,
+            Inner::Single(conn) => Self::here(conn, f),
         }
     }
 
@@ -389,10 +426,19 @@ impl Db {
         F: FnOnce(&mut Conn) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
-        match &self.lanes {
-            Some(lanes) => lanes.readers.run(f).await,
-            None => Self::on(self.pool.clone(), f).await,
+        match &self.inner {
+            Inner::Pooled { lanes: Some(lanes), .. } => lanes.readers.run(f).await,
+            Inner::Pooled { pool, lanes: None } => Self::on(pool.clone(), f).await,
+            Inner::Single(conn) => Self::here(conn, f),
         }
+    }
+
+    fn here<T, F>(conn: &Mutex<Conn>, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, DbError>,
+    {
+        let mut c = conn.lock().map_err(|_| DbError::Cancelled)?;
+        f(&mut c)
     }
 
     async fn on<T, F>(pool: Pool<Manager>, f: F) -> Result<T, DbError>
@@ -486,6 +532,29 @@ impl Lane {
         });
         self.jobs.send((Instant::now(), job)).map_err(|_| DbError::Cancelled)?;
         answer.await.map_err(|_| DbError::Cancelled)?
+    }
+}
+
+/// Warn about a database file (or its `-wal`/`-shm`) that users other than
+/// its owner can read.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            if let Ok(meta) = std::fs::metadata(&file) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        "the database file {} can be read by other users (mode {mode:o}); it holds password hashes \
+                         and the security log: run `chmod 600 {}`",
+                        file.display(),
+                        file.display()
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 
 use super::{Conn, DbError};
+use crate::core::types::UnixTime;
 use crate::schema::server_keys;
 
 /// A key id whose key file does not match what this database has seen.
@@ -16,13 +17,13 @@ pub struct Mismatch {
 pub fn check_and_record(
     c: &mut Conn,
     fingerprints: &[(String, String)],
-    now: i64,
+    now: UnixTime,
 ) -> Result<Option<Mismatch>, DbError> {
     for (id, fp) in fingerprints {
         let row = (
             server_keys::key_id.eq(id),
             server_keys::fingerprint.eq(fp),
-            server_keys::created_at.eq(now),
+            server_keys::created_at.eq(now.0),
         );
         crate::on_backend!(c, |c| diesel::insert_into(server_keys::table)
             .values(row)

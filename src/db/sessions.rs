@@ -3,89 +3,75 @@
 use diesel::prelude::*;
 
 use super::{Conn, DbError};
-use crate::schema::sessions;
+use crate::core::types::{SessionEpoch, UnixTime, UserId};
+use crate::schema::{sessions, users};
 
-pub fn load(c: &mut Conn, id_hash: &str, now: i64) -> Result<Option<String>, DbError> {
+/// A session's row as written: whose it is, its state, and until when.
+pub struct SessionRow<'a> {
+    pub id_hash: &'a str,
+    pub user: Option<UserId>,
+    pub state: &'a str,
+    pub expires_at: UnixTime,
+}
+
+pub fn load(c: &mut Conn, id_hash: &str, now: UnixTime) -> Result<Option<String>, DbError> {
     Ok(sessions::table
         .find(id_hash)
-        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::expires_at.gt(now.0))
         .select(sessions::state)
         .get_result(c)
         .optional()?)
 }
 
-pub fn insert(
-    c: &mut Conn,
-    id_hash: &str,
-    user_id: Option<i64>,
-    state: &str,
-    now: i64,
-    expires_at: i64,
-) -> Result<(), DbError> {
+pub fn insert(c: &mut Conn, row: &SessionRow<'_>, now: UnixTime) -> Result<(), DbError> {
     diesel::insert_into(sessions::table)
         .values((
-            sessions::id_hash.eq(id_hash),
-            sessions::user_id.eq(user_id),
-            sessions::state.eq(state),
-            sessions::created_at.eq(now),
-            sessions::expires_at.eq(expires_at),
+            sessions::id_hash.eq(row.id_hash),
+            sessions::user_id.eq(row.user.map(|u| u.0)),
+            sessions::state.eq(row.state),
+            sessions::created_at.eq(now.0),
+            sessions::expires_at.eq(row.expires_at.0),
         ))
         .execute(c)?;
     Ok(())
 }
 
-/// Move a session to a new key: the old key stops working in the same
-/// statement that makes the new one work. If the old row is already gone
-/// (revoked, expired, or never stored), the new one is inserted, as a delete
-/// and an insert would have done.
-#[allow(clippy::too_many_arguments)]
-pub fn rekey(
-    c: &mut Conn,
-    old_id_hash: &str,
-    new_id_hash: &str,
-    user_id: Option<i64>,
-    state: &str,
-    now: i64,
-    expires_at: i64,
-) -> Result<(), DbError> {
-    let moved = diesel::update(sessions::table.find(old_id_hash).filter(sessions::expires_at.gt(now)))
+/// Move a session to a new key (`row.id_hash`): the old key stops working
+/// in the same statement that makes the new one work. If the old row is
+/// already gone (revoked, expired, or never stored), the new one is
+/// inserted, as a delete and an insert would have done.
+pub fn rekey(c: &mut Conn, old_id_hash: &str, row: &SessionRow<'_>, now: UnixTime) -> Result<(), DbError> {
+    let moved = diesel::update(sessions::table.find(old_id_hash).filter(sessions::expires_at.gt(now.0)))
         .set((
-            sessions::id_hash.eq(new_id_hash),
-            sessions::user_id.eq(user_id),
-            sessions::state.eq(state),
-            sessions::created_at.eq(now),
-            sessions::expires_at.eq(expires_at),
+            sessions::id_hash.eq(row.id_hash),
+            sessions::user_id.eq(row.user.map(|u| u.0)),
+            sessions::state.eq(row.state),
+            sessions::created_at.eq(now.0),
+            sessions::expires_at.eq(row.expires_at.0),
         ))
         .execute(c)?;
     if moved == 0 {
-        insert(c, new_id_hash, user_id, state, now, expires_at)?;
+        insert(c, row, now)?;
     }
     Ok(())
 }
 
 /// Update a live session. A row that is gone (revoked, expired) stays gone:
 /// this never resurrects it.
-pub fn update(
-    c: &mut Conn,
-    id_hash: &str,
-    user_id: Option<i64>,
-    state: &str,
-    now: i64,
-    expires_at: i64,
-) -> Result<(), DbError> {
-    diesel::update(sessions::table.find(id_hash).filter(sessions::expires_at.gt(now)))
+pub fn update(c: &mut Conn, row: &SessionRow<'_>, now: UnixTime) -> Result<(), DbError> {
+    diesel::update(sessions::table.find(row.id_hash).filter(sessions::expires_at.gt(now.0)))
         .set((
-            sessions::user_id.eq(user_id),
-            sessions::state.eq(state),
-            sessions::expires_at.eq(expires_at),
+            sessions::user_id.eq(row.user.map(|u| u.0)),
+            sessions::state.eq(row.state),
+            sessions::expires_at.eq(row.expires_at.0),
         ))
         .execute(c)?;
     Ok(())
 }
 
-pub fn touch(c: &mut Conn, id_hash: &str, now: i64, expires_at: i64) -> Result<(), DbError> {
-    diesel::update(sessions::table.find(id_hash).filter(sessions::expires_at.gt(now)))
-        .set(sessions::expires_at.eq(expires_at))
+pub fn touch(c: &mut Conn, id_hash: &str, now: UnixTime, expires_at: UnixTime) -> Result<(), DbError> {
+    diesel::update(sessions::table.find(id_hash).filter(sessions::expires_at.gt(now.0)))
+        .set(sessions::expires_at.eq(expires_at.0))
         .execute(c)?;
     Ok(())
 }
@@ -95,54 +81,59 @@ pub fn delete(c: &mut Conn, id_hash: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// End every session of a user. Returns how many there were.
-pub fn delete_for_user(c: &mut Conn, user_id: i64) -> Result<usize, DbError> {
-    Ok(diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(c)?)
-}
-
 /// End every session of a user for good: the rows go, and the user's
 /// session epoch moves on, so a session that a concurrent request is
 /// writing right now (a sign-in that checked the old password, a re-keyed
 /// session) is refused on its next request. With `only_if_epoch`, only if
 /// the epoch is still that value — the caller's own session is still
 /// valid — else nothing happens and `None` comes back.
-/// Returns (sessions ended, the new epoch).
-pub fn revoke_all(c: &mut Conn, user_id: i64, only_if_epoch: Option<i64>) -> Result<Option<(usize, i64)>, DbError> {
-    use crate::schema::users;
+pub fn revoke_all(c: &mut Conn, user: UserId, only_if_epoch: Option<SessionEpoch>) -> Result<Option<Revoked>, DbError> {
     c.transaction(|c| {
         let bump = users::session_epoch.eq(users::session_epoch + 1);
         let n = match only_if_epoch {
-            Some(e) => diesel::update(users::table.find(user_id).filter(users::session_epoch.eq(e)))
+            Some(e) => diesel::update(users::table.find(user.0).filter(users::session_epoch.eq(e.0)))
                 .set(bump)
                 .execute(c)?,
-            None => diesel::update(users::table.find(user_id)).set(bump).execute(c)?,
+            None => diesel::update(users::table.find(user.0)).set(bump).execute(c)?,
         };
         if n == 0 {
             return Ok(None);
         }
-        let ended = delete_for_user(c, user_id)?;
-        let epoch: i64 = users::table.find(user_id).select(users::session_epoch).get_result(c)?;
-        Ok(Some((ended, epoch)))
+        let ended = diesel::delete(sessions::table.filter(sessions::user_id.eq(user.0))).execute(c)?;
+        let epoch: i64 = users::table.find(user.0).select(users::session_epoch).get_result(c)?;
+        Ok(Some(Revoked {
+            ended,
+            epoch: SessionEpoch(epoch),
+        }))
     })
 }
 
-pub fn count_for_user(c: &mut Conn, user_id: i64, now: i64) -> Result<i64, DbError> {
+/// What `revoke_all` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Revoked {
+    /// How many session rows were deleted (the caller's own included).
+    pub ended: usize,
+    /// The user's new session epoch.
+    pub epoch: SessionEpoch,
+}
+
+pub fn count_for_user(c: &mut Conn, user: UserId, now: UnixTime) -> Result<i64, DbError> {
     Ok(sessions::table
-        .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::user_id.eq(user.0))
+        .filter(sessions::expires_at.gt(now.0))
         .count()
         .get_result(c)?)
 }
 
-pub fn delete_expired(c: &mut Conn, now: i64) -> Result<usize, DbError> {
-    Ok(diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(c)?)
+pub fn delete_expired(c: &mut Conn, now: UnixTime) -> Result<usize, DbError> {
+    Ok(diesel::delete(sessions::table.filter(sessions::expires_at.le(now.0))).execute(c)?)
 }
 
 /// A user's live sessions: (state JSON, created, expires), newest first.
-pub fn list_for_user(c: &mut Conn, user_id: i64, now: i64) -> Result<Vec<(String, i64, i64)>, DbError> {
+pub fn list_for_user(c: &mut Conn, user: UserId, now: UnixTime) -> Result<Vec<(String, i64, i64)>, DbError> {
     Ok(sessions::table
-        .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::user_id.eq(user.0))
+        .filter(sessions::expires_at.gt(now.0))
         .order(sessions::expires_at.desc())
         .select((sessions::state, sessions::created_at, sessions::expires_at))
         .load(c)?)

@@ -4,6 +4,7 @@ use diesel::prelude::*;
 
 use super::{Conn, DbError};
 use crate::core::policy::MfaPolicy;
+use crate::core::types::UnixTime;
 use crate::schema::settings;
 
 const MFA_REQUIRED: &str = "mfa_required";
@@ -18,13 +19,13 @@ fn get(c: &mut Conn, name: &str) -> Result<Option<String>, DbError> {
         .optional()?)
 }
 
-fn set(c: &mut Conn, name: &str, value: &str, now: i64) -> Result<(), DbError> {
+fn set(c: &mut Conn, name: &str, value: &str, now: UnixTime) -> Result<(), DbError> {
     let row = (
         settings::name.eq(name),
         settings::value.eq(value),
-        settings::updated_at.eq(now),
+        settings::updated_at.eq(now.0),
     );
-    let update = (settings::value.eq(value), settings::updated_at.eq(now));
+    let update = (settings::value.eq(value), settings::updated_at.eq(now.0));
     crate::on_backend!(c, |c| diesel::insert_into(settings::table)
         .values(row)
         .on_conflict(settings::name)
@@ -43,7 +44,7 @@ pub fn mfa_policy(c: &mut Conn) -> Result<MfaPolicy, DbError> {
     })
 }
 
-pub fn set_mfa_policy(c: &mut Conn, policy: &MfaPolicy, now: i64) -> Result<(), DbError> {
+pub fn set_mfa_policy(c: &mut Conn, policy: &MfaPolicy, now: UnixTime) -> Result<(), DbError> {
     c.transaction(|c| {
         set(c, MFA_REQUIRED, if policy.required { "1" } else { "0" }, now)?;
         set(c, MFA_REQUIRED_SINCE, &policy.since.to_string(), now)?;

@@ -2,13 +2,14 @@
 
 use diesel::prelude::*;
 
-use super::users::{self, CreateError, User};
+use super::users::{self, CreateError, NewAccount, User};
 use super::{Conn, DbError};
+use crate::core::types::UnixTime;
 use crate::schema::setup_tokens;
 
 /// With no users yet, replace any earlier setup token by `token_hash` and
 /// return `true`; with users, remove stale tokens and return `false`.
-pub fn arm(c: &mut Conn, token_hash: &str, now: i64) -> Result<bool, DbError> {
+pub fn arm(c: &mut Conn, token_hash: &str, now: UnixTime) -> Result<bool, DbError> {
     c.transaction(|c| {
         diesel::delete(setup_tokens::table).execute(c)?;
         if users::count(c)? > 0 {
@@ -17,7 +18,7 @@ pub fn arm(c: &mut Conn, token_hash: &str, now: i64) -> Result<bool, DbError> {
         diesel::insert_into(setup_tokens::table)
             .values((
                 setup_tokens::token_hash.eq(token_hash),
-                setup_tokens::created_at.eq(now),
+                setup_tokens::created_at.eq(now.0),
             ))
             .execute(c)?;
         Ok(true)
@@ -51,7 +52,7 @@ pub fn complete(
     token_hash: &str,
     username: &str,
     password_hash: &str,
-    now: i64,
+    now: UnixTime,
 ) -> Result<User, SetupError> {
     c.transaction(|c| {
         let spent = diesel::delete(setup_tokens::table.find(token_hash)).execute(c)?;
@@ -62,6 +63,12 @@ pub fn complete(
         if spent != 1 || users::count(c)? > 0 {
             return Err(SetupError::Spent);
         }
-        Ok(users::create(c, username, password_hash, true, now)?)
+        let account = NewAccount {
+            username,
+            password_hash,
+            is_admin: true,
+            must_change_password: false,
+        };
+        Ok(users::create(c, account, now)?)
     })
 }

@@ -1,51 +1,61 @@
-//! Failure counters for throttling (rules in `core::throttle`).
+//! Throttling state (the rules are in `core::throttle` and `core::limits`):
+//! failure counters (`throttles`) and token buckets (`rate_buckets`), each
+//! row tagged with the account it protects, if any, so that an
+//! administrator's Unlock finds them all.
+//!
+//! `lock_*` creates the row if needed and locks it in one statement (an
+//! upsert that changes nothing), so the caller's transaction holds it until
+//! it commits: a PostgreSQL row lock, SQLite's write lock. Callers lock rows
+//! in one fixed order (`auth::password`), so two transactions never wait
+//! for each other in a circle.
 
 use diesel::prelude::*;
 
 use super::{Conn, DbError};
-use crate::core::throttle::{Counter, Rule};
-use crate::schema::throttles;
+use crate::core::throttle::{Bucket, BucketState, Counter, Rule};
+use crate::schema::{rate_buckets, throttles};
 
+fn counter_of((f, l, u): (i32, i64, i64)) -> Counter {
+    Counter {
+        failures: u32::try_from(f).unwrap_or(0),
+        last_failure: l,
+        locked_until: u,
+    }
+}
+
+/// A counter's state, without locking it.
 pub fn read(c: &mut Conn, rule: &Rule, key: &str) -> Result<Option<Counter>, DbError> {
     let row: Option<(i32, i64, i64)> = throttles::table
         .find((rule.scope, key))
         .select((throttles::failures, throttles::last_failure, throttles::locked_until))
         .get_result(c)
         .optional()?;
-    Ok(row.map(|(f, l, u)| Counter {
-        failures: u32::try_from(f).unwrap_or(0),
-        last_failure: l,
-        locked_until: u,
-    }))
+    Ok(row.map(counter_of).filter(|k| k.failures > 0 || k.locked_until > 0))
 }
 
-/// Seconds this key must still wait, if it is locked.
-pub fn retry_after(c: &mut Conn, rule: &Rule, key: &str, now: i64) -> Result<Option<i64>, DbError> {
-    Ok(read(c, rule, key)?.and_then(|counter| rule.retry_after(&counter, now)))
-}
-
-/// Make sure the counter row exists, then lock it with a no-op update (on
-/// SQLite the first write takes the database's write lock), and read it.
-fn lock_row(c: &mut Conn, rule: &Rule, key: &str) -> Result<Option<Counter>, DbError> {
+/// Lock a counter's row (creating it) and read it. `None` for a counter
+/// with nothing on it.
+pub fn lock_counter(c: &mut Conn, rule: &Rule, key: &str, account: Option<&str>) -> Result<Option<Counter>, DbError> {
     let empty = (
         throttles::scope.eq(rule.scope),
         throttles::key.eq(key),
         throttles::failures.eq(0),
         throttles::last_failure.eq(0_i64),
         throttles::locked_until.eq(0_i64),
+        throttles::account.eq(account),
     );
-    crate::on_backend!(c, |c| diesel::insert_into(throttles::table)
+    let row: (i32, i64, i64) = crate::on_backend!(c, |c| diesel::insert_into(throttles::table)
         .values(empty)
         .on_conflict((throttles::scope, throttles::key))
-        .do_nothing()
-        .execute(c))?;
-    diesel::update(throttles::table.find((rule.scope, key)))
+        .do_update()
         .set(throttles::failures.eq(throttles::failures))
-        .execute(c)?;
-    Ok(read(c, rule, key)?.filter(|p| p.failures > 0 || p.locked_until > 0))
+        .returning((throttles::failures, throttles::last_failure, throttles::locked_until))
+        .get_result(c))?;
+    Ok(Some(counter_of(row)).filter(|k| k.failures > 0 || k.locked_until > 0))
 }
 
-fn write(c: &mut Conn, rule: &Rule, key: &str, counter: &Counter) -> Result<(), DbError> {
+/// Store a counter whose row the caller has locked.
+pub fn store_counter(c: &mut Conn, rule: &Rule, key: &str, counter: &Counter) -> Result<(), DbError> {
     diesel::update(throttles::table.find((rule.scope, key)))
         .set((
             throttles::failures.eq(i32::try_from(counter.failures).unwrap_or(i32::MAX)),
@@ -56,45 +66,17 @@ fn write(c: &mut Conn, rule: &Rule, key: &str, counter: &Counter) -> Result<(), 
     Ok(())
 }
 
-/// Count one failure, atomically with respect to every other writer, on
-/// this instance or another.
-pub fn record_failure(c: &mut Conn, rule: &Rule, key: &str, now: i64) -> Result<Counter, DbError> {
-    c.transaction(|c| {
-        let next = rule.record_failure(lock_row(c, rule, key)?, now);
-        write(c, rule, key, &next)?;
-        Ok(next)
-    })
-}
-
-/// Begin a guess (a password or a code) under every `(rule, key)`: if any of
-/// them is locked, nothing is counted and the longest wait comes back;
-/// otherwise the attempt is counted as a failure *now*, before the guess is
-/// checked, and the new counters come back. Checking first and counting
-/// after would let a burst of simultaneous guesses all pass the check before
-/// any was counted. A guess that turns out right calls `reset`. The rows are
-/// locked in the order given, the same every time.
-pub fn begin_attempt(c: &mut Conn, rules: &[(Rule, String)], now: i64) -> Result<Result<Vec<Counter>, i64>, DbError> {
-    c.transaction(|c| {
-        let mut current = Vec::with_capacity(rules.len());
-        for (rule, key) in rules {
-            current.push(lock_row(c, rule, key)?);
-        }
-        let wait = rules
-            .iter()
-            .zip(&current)
-            .filter_map(|((rule, _), counter)| counter.and_then(|k| rule.retry_after(&k, now)))
-            .max();
-        if let Some(w) = wait {
-            return Ok(Err(w));
-        }
-        let mut next = Vec::with_capacity(rules.len());
-        for ((rule, key), counter) in rules.iter().zip(current) {
-            let n = rule.record_failure(counter, now);
-            write(c, rule, key, &n)?;
-            next.push(n);
-        }
-        Ok(Ok(next))
-    })
+/// Count one failure (locking the row). Returns the new counter.
+pub fn record_failure(
+    c: &mut Conn,
+    rule: &Rule,
+    key: &str,
+    account: Option<&str>,
+    now: i64,
+) -> Result<Counter, DbError> {
+    let next = rule.record_failure(lock_counter(c, rule, key, account)?, now);
+    store_counter(c, rule, key, &next)?;
+    Ok(next)
 }
 
 pub fn reset(c: &mut Conn, rule: &Rule, key: &str) -> Result<(), DbError> {
@@ -102,55 +84,114 @@ pub fn reset(c: &mut Conn, rule: &Rule, key: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// The latest lock on an account (password or second factor), if any.
-pub fn account_locked_until(c: &mut Conn, user_id: i64, username: &str, now: i64) -> Result<Option<i64>, DbError> {
-    use crate::core::throttle::{PASSWORD_ACCOUNT, SECOND_FACTOR_ACCOUNT};
-    let id_key = user_id.to_string();
-    let until: Option<i64> = throttles::table
-        .filter(
-            (throttles::scope
-                .eq(SECOND_FACTOR_ACCOUNT.scope)
-                .and(throttles::key.eq(&id_key)))
-            .or(throttles::scope
-                .eq(PASSWORD_ACCOUNT.scope)
-                .and(throttles::key.eq(username)))
-            .or(throttles::scope
-                .eq(crate::core::throttle::PASSWORD_ACCOUNT_ADDRESS.scope)
-                .and(throttles::key.like(format!("{}|%", like_escape(username))).escape('\\'))),
-        )
-        .select(diesel::dsl::max(throttles::locked_until))
-        .get_result(c)?;
-    Ok(until.filter(|u| *u > now))
+/// Lock a bucket's row (creating it full) and read it.
+pub fn lock_bucket(
+    c: &mut Conn,
+    bucket: &Bucket,
+    key: &str,
+    account: Option<&str>,
+    now: i64,
+) -> Result<BucketState, DbError> {
+    let full = (
+        rate_buckets::scope.eq(bucket.scope),
+        rate_buckets::key.eq(key),
+        rate_buckets::account.eq(account),
+        rate_buckets::tokens.eq(i32::try_from(bucket.capacity).unwrap_or(i32::MAX)),
+        rate_buckets::refilled_at.eq(now),
+    );
+    let (tokens, refilled_at): (i32, i64) = crate::on_backend!(c, |c| diesel::insert_into(rate_buckets::table)
+        .values(full)
+        .on_conflict((rate_buckets::scope, rate_buckets::key))
+        .do_update()
+        .set(rate_buckets::tokens.eq(rate_buckets::tokens))
+        .returning((rate_buckets::tokens, rate_buckets::refilled_at))
+        .get_result(c))?;
+    Ok(BucketState {
+        tokens: u32::try_from(tokens).unwrap_or(0),
+        refilled_at,
+    })
 }
 
-/// Forget every failure counted against an account (an administrator's unlock).
-pub fn unlock_account(c: &mut Conn, user_id: i64, username: &str) -> Result<usize, DbError> {
-    use crate::core::throttle::{PASSWORD_ACCOUNT, PASSWORD_ACCOUNT_ADDRESS, SECOND_FACTOR_ACCOUNT};
-    let id_key = user_id.to_string();
-    Ok(diesel::delete(
-        throttles::table.filter(
-            (throttles::scope
-                .eq(SECOND_FACTOR_ACCOUNT.scope)
-                .and(throttles::key.eq(&id_key)))
-            .or(throttles::scope
-                .eq(PASSWORD_ACCOUNT.scope)
-                .and(throttles::key.eq(username)))
-            .or(throttles::scope
-                .eq(PASSWORD_ACCOUNT_ADDRESS.scope)
-                .and(throttles::key.like(format!("{}|%", like_escape(username))).escape('\\'))),
-        ),
+/// A bucket's state, without locking it (`None`: never used, so full).
+pub fn read_bucket(c: &mut Conn, bucket: &Bucket, key: &str) -> Result<Option<BucketState>, DbError> {
+    let row: Option<(i32, i64)> = rate_buckets::table
+        .find((bucket.scope, key))
+        .select((rate_buckets::tokens, rate_buckets::refilled_at))
+        .get_result(c)
+        .optional()?;
+    Ok(row.map(|(t, r)| BucketState {
+        tokens: u32::try_from(t).unwrap_or(0),
+        refilled_at: r,
+    }))
+}
+
+/// Store a bucket whose row the caller has locked.
+pub fn store_bucket(c: &mut Conn, bucket: &Bucket, key: &str, state: &BucketState) -> Result<(), DbError> {
+    diesel::update(rate_buckets::table.find((bucket.scope, key)))
+        .set((
+            rate_buckets::tokens.eq(i32::try_from(state.tokens).unwrap_or(i32::MAX)),
+            rate_buckets::refilled_at.eq(state.refilled_at),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// Every counter and bucket kept for `account`: (scope, counter) and
+/// (scope, bucket state), for the administrator's view of its locks.
+pub type AccountThrottles = (Vec<(String, Counter)>, Vec<(String, BucketState)>);
+
+pub fn for_account(c: &mut Conn, account: &str) -> Result<AccountThrottles, DbError> {
+    let counters: Vec<(String, i32, i64, i64)> = throttles::table
+        .filter(throttles::account.eq(account))
+        .select((
+            throttles::scope,
+            throttles::failures,
+            throttles::last_failure,
+            throttles::locked_until,
+        ))
+        .load(c)?;
+    let buckets: Vec<(String, i32, i64)> = rate_buckets::table
+        .filter(rate_buckets::account.eq(account))
+        .select((rate_buckets::scope, rate_buckets::tokens, rate_buckets::refilled_at))
+        .load(c)?;
+    Ok((
+        counters
+            .into_iter()
+            .map(|(s, f, l, u)| (s, counter_of((f, l, u))))
+            .collect(),
+        buckets
+            .into_iter()
+            .map(|(s, t, r)| {
+                (
+                    s,
+                    BucketState {
+                        tokens: u32::try_from(t).unwrap_or(0),
+                        refilled_at: r,
+                    },
+                )
+            })
+            .collect(),
+    ))
+}
+
+/// Forget every counter and bucket kept for `account` (an administrator's
+/// Unlock). Returns how many there were.
+pub fn clear_account(c: &mut Conn, account: &str) -> Result<usize, DbError> {
+    let n = diesel::delete(throttles::table.filter(throttles::account.eq(account))).execute(c)?;
+    let m = diesel::delete(rate_buckets::table.filter(rate_buckets::account.eq(account))).execute(c)?;
+    Ok(n + m)
+}
+
+/// Tidy up: counters whose failures are all forgotten and whose locks have
+/// passed, and buckets that have refilled. Rows that matter are never
+/// removed.
+pub fn delete_stale(c: &mut Conn, now: i64, older_than: i64) -> Result<usize, DbError> {
+    let n = diesel::delete(
+        throttles::table
+            .filter(throttles::last_failure.lt(now - older_than))
+            .filter(throttles::locked_until.lt(now)),
     )
-    .execute(c)?)
-}
-
-/// Escape LIKE's wildcards (`_` is legal in usernames).
-fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-}
-
-/// Store a counter, creating its row if needed. Call it inside a
-/// transaction that holds a lock covering the key.
-pub fn store(c: &mut Conn, rule: &Rule, key: &str, counter: &Counter) -> Result<(), DbError> {
-    lock_row(c, rule, key)?;
-    write(c, rule, key, counter)
+    .execute(c)?;
+    let m = diesel::delete(rate_buckets::table.filter(rate_buckets::refilled_at.lt(now - older_than))).execute(c)?;
+    Ok(n + m)
 }

@@ -3,30 +3,25 @@
 use diesel::prelude::*;
 
 use super::{Conn, DbError};
-use crate::schema::{recovery_codes, users};
+use crate::core::types::{SessionEpoch, UnixTime, UserId};
+use crate::schema::users;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct User {
-    pub id: i64,
+    #[diesel(deserialize_as = i64)]
+    pub id: UserId,
     pub username: String,
     pub password_hash: String,
     pub is_admin: bool,
-    pub created_at: i64,
+    #[diesel(deserialize_as = i64)]
+    pub created_at: UnixTime,
     pub last_login_at: Option<i64>,
-    pub totp_secret_sealed: Option<String>,
-    pub totp_enabled_at: Option<i64>,
-    pub totp_last_step: Option<i64>,
     pub must_change_password: bool,
     /// Sessions signed in under another value are no longer valid.
-    pub session_epoch: i64,
+    #[diesel(deserialize_as = i64)]
+    pub session_epoch: SessionEpoch,
     pub recovery_codes_generation: i64,
-}
-
-impl User {
-    pub fn mfa_enabled(&self) -> bool {
-        self.totp_secret_sealed.is_some()
-    }
 }
 
 #[derive(Insertable)]
@@ -37,6 +32,16 @@ struct NewUser<'a> {
     is_admin: bool,
     created_at: i64,
     must_change_password: bool,
+}
+
+/// A new account: who, with which password hash, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct NewAccount<'a> {
+    pub username: &'a str,
+    pub password_hash: &'a str,
+    pub is_admin: bool,
+    /// A temporary password, to be changed at first sign-in.
+    pub must_change_password: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,45 +58,29 @@ impl From<diesel::result::Error> for CreateError {
     }
 }
 
-pub fn create(
-    c: &mut Conn,
-    username: &str,
-    password_hash: &str,
-    is_admin: bool,
-    now: i64,
-) -> Result<User, CreateError> {
-    insert(c, username, password_hash, is_admin, now, false)
-}
-
-fn insert(
-    c: &mut Conn,
-    username: &str,
-    password_hash: &str,
-    is_admin: bool,
-    now: i64,
-    must_change_password: bool,
-) -> Result<User, CreateError> {
+/// Create an account in one INSERT (there is never an account with a
+/// temporary password that is not marked as such).
+pub fn create(c: &mut Conn, account: NewAccount<'_>, now: UnixTime) -> Result<User, CreateError> {
     let row = NewUser {
-        username,
-        password_hash,
-        is_admin,
-        created_at: now,
-        must_change_password,
+        username: account.username,
+        password_hash: account.password_hash,
+        is_admin: account.is_admin,
+        created_at: now.0,
+        must_change_password: account.must_change_password,
     };
     match diesel::insert_into(users::table).values(&row).execute(c) {
-        Ok(_) => {
-            find_by_name(c, username)?.ok_or_else(|| CreateError::Db(DbError::Query(diesel::result::Error::NotFound)))
-        }
+        Ok(_) => find_by_name(c, account.username)?
+            .ok_or_else(|| CreateError::Db(DbError::Query(diesel::result::Error::NotFound))),
         Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
-            Err(CreateError::Exists(username.to_string()))
+            Err(CreateError::Exists(account.username.to_string()))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-pub fn find(c: &mut Conn, id: i64) -> Result<Option<User>, DbError> {
+pub fn find(c: &mut Conn, id: UserId) -> Result<Option<User>, DbError> {
     Ok(users::table
-        .find(id)
+        .find(id.0)
         .select(User::as_select())
         .get_result(c)
         .optional()?)
@@ -109,25 +98,26 @@ pub fn count(c: &mut Conn) -> Result<i64, DbError> {
     Ok(users::table.count().get_result(c)?)
 }
 
+/// Every password hash, for the costs they were made with.
+pub fn password_hashes(c: &mut Conn) -> Result<Vec<String>, DbError> {
+    Ok(users::table.select(users::password_hash).load(c)?)
+}
+
 /// Set a password the user chose (which also ends any "must change" state).
-pub fn set_password(c: &mut Conn, id: i64, hash: &str) -> Result<(), DbError> {
-    diesel::update(users::table.find(id))
+pub fn set_password(c: &mut Conn, id: UserId, hash: &str) -> Result<(), DbError> {
+    diesel::update(users::table.find(id.0))
         .set((users::password_hash.eq(hash), users::must_change_password.eq(false)))
         .execute(c)?;
     Ok(())
 }
 
-/// Create an account with a temporary password, to be changed at first sign-in.
-pub fn create_with_temporary_password(
-    c: &mut Conn,
-    username: &str,
-    password_hash: &str,
-    is_admin: bool,
-    now: i64,
-) -> Result<User, CreateError> {
-    // One INSERT: there is never an account with a temporary password that
-    // is not marked as such.
-    insert(c, username, password_hash, is_admin, now, true)
+/// Store a new hash of the *same* password (a changed bcrypt cost), unless
+/// the password changed meanwhile.
+pub fn rehash_password(c: &mut Conn, id: UserId, old_hash: &str, new_hash: &str) -> Result<(), DbError> {
+    diesel::update(users::table.find(id.0).filter(users::password_hash.eq(old_hash)))
+        .set(users::password_hash.eq(new_hash))
+        .execute(c)?;
+    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -139,7 +129,7 @@ pub enum AdminChange {
 }
 
 /// Grant or remove admin rights, never removing the last administrator.
-pub fn set_admin(c: &mut Conn, id: i64, admin: bool) -> Result<AdminChange, DbError> {
+pub fn set_admin(c: &mut Conn, id: UserId, admin: bool) -> Result<AdminChange, DbError> {
     c.transaction(|c| {
         // Lock every administrator row first (PostgreSQL; SQLite takes its
         // write lock here), so two admins demoting each other at once are
@@ -150,21 +140,23 @@ pub fn set_admin(c: &mut Conn, id: i64, admin: bool) -> Result<AdminChange, DbEr
         if find(c, id)?.is_none() {
             return Ok(AdminChange::NoSuchUser);
         }
-        if !admin {
-            let others: i64 = users::table
-                .filter(users::is_admin.eq(true))
-                .filter(users::id.ne(id))
-                .count()
-                .get_result(c)?;
-            if others == 0 {
-                return Ok(AdminChange::LastAdmin);
-            }
+        if !admin && admin_count_besides(c, id)? == 0 {
+            return Ok(AdminChange::LastAdmin);
         }
-        diesel::update(users::table.find(id))
+        diesel::update(users::table.find(id.0))
             .set(users::is_admin.eq(admin))
             .execute(c)?;
         Ok(AdminChange::Done)
     })
+}
+
+/// Administrators other than `id`.
+pub fn admin_count_besides(c: &mut Conn, id: UserId) -> Result<i64, DbError> {
+    Ok(users::table
+        .filter(users::is_admin.eq(true))
+        .filter(users::id.ne(id.0))
+        .count()
+        .get_result(c)?)
 }
 
 pub fn all(c: &mut Conn) -> Result<Vec<User>, DbError> {
@@ -174,50 +166,32 @@ pub fn all(c: &mut Conn) -> Result<Vec<User>, DbError> {
         .load(c)?)
 }
 
-pub fn record_login(c: &mut Conn, id: i64, now: i64) -> Result<(), DbError> {
-    diesel::update(users::table.find(id))
-        .set(users::last_login_at.eq(now))
+pub fn record_login(c: &mut Conn, id: UserId, now: UnixTime) -> Result<(), DbError> {
+    diesel::update(users::table.find(id.0))
+        .set(users::last_login_at.eq(now.0))
         .execute(c)?;
     Ok(())
 }
 
-/// One line of `latchkey user list`.
-#[derive(Debug)]
-pub struct Summary {
-    pub username: String,
-    pub is_admin: bool,
-    pub mfa_enabled_at: Option<i64>,
-    pub recovery_codes_left: i64,
-    pub last_login_at: Option<i64>,
-}
-
-pub fn list(c: &mut Conn) -> Result<Vec<Summary>, DbError> {
-    let rows: Vec<User> = users::table
-        .order(users::username.asc())
-        .select(User::as_select())
-        .load(c)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for u in rows {
-        let left: i64 = recovery_codes::table
-            .filter(recovery_codes::user_id.eq(u.id))
-            .filter(recovery_codes::used_at.is_null())
-            .count()
-            .get_result(c)?;
-        out.push(Summary {
-            username: u.username,
-            is_admin: u.is_admin,
-            mfa_enabled_at: u.totp_secret_sealed.as_ref().and(u.totp_enabled_at),
-            recovery_codes_left: left,
-            last_login_at: u.last_login_at,
-        });
-    }
-    Ok(out)
-}
-
-/// Store a new hash of the *same* password (a changed bcrypt cost).
-pub fn rehash_password(c: &mut Conn, id: i64, old_hash: &str, new_hash: &str) -> Result<(), DbError> {
-    diesel::update(users::table.find(id).filter(users::password_hash.eq(old_hash)))
-        .set(users::password_hash.eq(new_hash))
+/// Take the lock that serialises changes to one user's factors and
+/// second-factor attempts: the user's row (a PostgreSQL row lock; SQLite's
+/// write lock). `false` when the user is gone.
+pub fn lock(c: &mut Conn, id: UserId) -> Result<bool, DbError> {
+    let n = diesel::update(users::table.find(id.0))
+        .set(users::recovery_codes_generation.eq(users::recovery_codes_generation))
         .execute(c)?;
-    Ok(())
+    Ok(n == 1)
+}
+
+/// Move the recovery-code generation on: only if it is still `expected`
+/// (when given). `false` when it had moved already (a double click).
+pub fn bump_codes_generation(c: &mut Conn, id: UserId, expected: Option<i64>) -> Result<bool, DbError> {
+    let bump = users::recovery_codes_generation.eq(users::recovery_codes_generation + 1);
+    let n = match expected {
+        Some(g) => diesel::update(users::table.find(id.0).filter(users::recovery_codes_generation.eq(g)))
+            .set(bump)
+            .execute(c)?,
+        None => diesel::update(users::table.find(id.0)).set(bump).execute(c)?,
+    };
+    Ok(n == 1)
 }

@@ -3,11 +3,7 @@
 
 use std::sync::LazyLock;
 
-use actix_web::http::header;
-use actix_web::{HttpResponse, web};
 use sha2::{Digest, Sha256};
-
-use super::error::AppError;
 
 const CSS: &str = include_str!("../../static/style.css");
 const JS: &str = include_str!("../../static/app.js");
@@ -43,14 +39,7 @@ pub fn js_href() -> &'static str {
     &ASSETS[1].href
 }
 
-/// Only the current version of each asset exists; an old or made-up
-/// version is a 404, so a cached page never gets mismatched assets.
-pub async fn serve(path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
-    let (version, name) = path.into_inner();
-    let wanted = format!("/static/{version}/{name}");
-    let a = ASSETS.iter().find(|a| a.href == wanted).ok_or(AppError::NotFound)?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, a.content_type))
-        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
-        .body(a.body))
+/// The asset at `href`, if it is the current version of one.
+pub fn find(href: &str) -> Option<(&'static str, &'static str)> {
+    ASSETS.iter().find(|a| a.href == href).map(|a| (a.body, a.content_type))
 }

@@ -55,6 +55,15 @@ impl From<DbError> for AppError {
     }
 }
 
+impl From<crate::auth::AuthError> for AppError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        match e {
+            crate::auth::AuthError::Db(d) => d.into(),
+            crate::auth::AuthError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
         Self::Internal(e.into())
@@ -157,7 +166,7 @@ impl ResponseError for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         ));
-        for (name, value) in super::middleware::SECURITY_HEADERS {
+        for (name, value) in super::headers::SECURITY_HEADERS {
             resp.insert_header((*name, *value));
         }
         if let Self::Throttled { retry_after, .. } = self {

@@ -1,9 +1,4 @@
-//! Form posts: strict parsing and the CSRF check, in one extractor.
-//!
-//! CSRF uses a signed double-submit cookie: a random nonce in an HttpOnly
-//! cookie, and in each form `HMAC(server key, nonce)`. A cross-site page can
-//! neither read the cookie nor compute the token. (The Origin and
-//! Sec-Fetch-Site check in `middleware` is a second, independent layer.)
+//! Form posts: strict parsing and the CSRF check (`csrf`), in one extractor.
 //!
 //! Bodies are read by hand rather than through `web::Form`, because
 //! serde_urlencoded decodes invalid UTF-8 lossily — a password with a stray
@@ -12,82 +7,17 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use actix_web::{FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
-use subtle::ConstantTimeEq;
 
-use super::AppState;
+use super::csrf;
 use super::error::AppError;
 
 /// Largest form body accepted. The longest legitimate form (password change)
 /// is three 1024-character passwords, well under this.
 pub const MAX_BODY: usize = 16 * 1024;
-const NONCE_BYTES: usize = 32;
-
-/// The CSRF nonce of this request (from its cookie, or freshly made).
-#[derive(Clone, Debug)]
-pub struct CsrfNonce {
-    pub value: String,
-    pub is_new: bool,
-}
-
-pub fn cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-latchkey_csrf"
-    } else {
-        "latchkey_csrf"
-    }
-}
-
-/// Find or make the nonce; called by the middleware for every request.
-pub fn nonce_for(req: &actix_web::dev::ServiceRequest, secure: bool) -> CsrfNonce {
-    let existing = req
-        .cookie(cookie_name(secure))
-        .map(|c| c.value().to_string())
-        .filter(|v| URL_SAFE_NO_PAD.decode(v).is_ok_and(|b| b.len() == NONCE_BYTES));
-    match existing {
-        Some(value) => CsrfNonce { value, is_new: false },
-        None => CsrfNonce {
-            value: URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<NONCE_BYTES>()),
-            is_new: true,
-        },
-    }
-}
-
-pub fn nonce_cookie(nonce: &CsrfNonce, secure: bool) -> Cookie<'static> {
-    Cookie::build(cookie_name(secure), nonce.value.clone())
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .finish()
-}
-
-/// The token to put in forms for this request.
-pub fn token(req: &HttpRequest) -> String {
-    let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered");
-    let nonce = req
-        .extensions()
-        .get::<CsrfNonce>()
-        .map(|n| n.value.clone())
-        .unwrap_or_default();
-    URL_SAFE_NO_PAD.encode(state.keys.mac("csrf", nonce.as_bytes()))
-}
-
-fn token_matches(req: &HttpRequest, submitted: &str) -> bool {
-    let fresh = req.extensions().get::<CsrfNonce>().is_none_or(|n| n.is_new);
-    if fresh {
-        // No cookie came with the request, so no token can be right.
-        return false;
-    }
-    let expected = token(req);
-    expected.as_bytes().ct_eq(submitted.as_bytes()).into()
-}
 
 /// A parsed form whose CSRF token has been checked. The token is checked
 /// first (a missing or wrong token is a 403 whatever else is wrong), then
@@ -141,9 +71,9 @@ where
 async fn read_protected<T: DeserializeOwned>(req: &HttpRequest, payload: Payload) -> Result<T, AppError> {
     let body = read_form_body(req, payload).await?;
     let pairs = parse_pairs(&body)?;
-    let mut tokens = pairs.iter().filter(|(k, _)| k == CSRF_FIELD);
+    let mut tokens = pairs.iter().filter(|(k, _)| k == csrf::FIELD);
     let ok = match (tokens.next(), tokens.next()) {
-        (Some((_, token)), None) => token_matches(req, token),
+        (Some((_, token)), None) => csrf::token_matches(req, token),
         _ => false,
     };
     if !ok {
@@ -151,12 +81,10 @@ async fn read_protected<T: DeserializeOwned>(req: &HttpRequest, payload: Payload
             "This form has expired or did not come from this site. Go back, reload the page and try again.".into(),
         ));
     }
-    let rest: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != CSRF_FIELD).collect();
+    let rest: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != csrf::FIELD).collect();
     let reencoded = serde_urlencoded::to_string(rest).map_err(AppError::internal)?;
     parse_form(reencoded.as_bytes())
 }
-
-pub const CSRF_FIELD: &str = "csrf_token";
 
 /// Split a body into decoded (name, value) pairs, refusing invalid UTF-8.
 fn parse_pairs(body: &[u8]) -> Result<Vec<(String, String)>, AppError> {

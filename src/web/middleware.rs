@@ -1,48 +1,16 @@
-//! Cross-cutting request handling: security headers, the cross-site POST
-//! guard, and the CSRF nonce cookie. Kept here so no handler repeats them.
+//! Cross-cutting request handling: the cross-site POST guard, the CSRF
+//! nonce cookie, and storage errors as pages. Kept here so no handler
+//! repeats them. (The headers themselves are in `headers`.)
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
-use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError, web};
 
 use super::AppState;
+use super::csrf;
 use super::error::AppError;
-use super::forms;
-
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// Headers on every response. `Cache-Control: no-store` is the default for
-/// every page (signed-in pages and pages with secrets must never be cached);
-/// static assets override it with their own long-lived value.
-pub fn security_headers(https: bool) -> DefaultHeaders {
-    let mut h = DefaultHeaders::new();
-    for (name, value) in SECURITY_HEADERS {
-        h = h.add((*name, *value));
-    }
-    if https {
-        h = h.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
-    }
-    h
-}
-
-/// The headers every response carries (error responses add them themselves,
-/// since an error that escapes the middleware stack never passes through
-/// `DefaultHeaders`).
-pub const SECURITY_HEADERS: &[(&str, &str)] = &[
-    ("content-security-policy", CSP),
-    ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "same-origin"),
-    ("x-frame-options", "DENY"),
-    (
-        "permissions-policy",
-        "camera=(), microphone=(), geolocation=(), payment=()",
-    ),
-    ("cross-origin-opener-policy", "same-origin"),
-    ("cache-control", "no-store"),
-];
 
 fn is_safe_method(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -89,11 +57,11 @@ pub async fn csrf_cookie(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let secure = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.secure_cookies);
-    let nonce = forms::nonce_for(&req, secure);
+    let nonce = csrf::nonce_for(&req, secure);
     req.extensions_mut().insert(nonce.clone());
     let mut res = next.call(req).await?;
     if nonce.is_new {
-        let cookie = forms::nonce_cookie(&nonce, secure);
+        let cookie = csrf::nonce_cookie(&nonce, secure);
         if let Ok(v) = header::HeaderValue::from_str(&cookie.to_string()) {
             res.headers_mut().append(header::SET_COOKIE, v);
         }

@@ -1,12 +1,11 @@
 //! One typed view per screen; each renders one template under `templates/`.
 
 use actix_session::Session;
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpRequest;
 use askama::Template;
 
-use super::error::AppError;
+use super::extract::SignedIn;
+use super::format::{describe_user_agent, format_time};
 use super::session::{Flash, SessionExt};
 use crate::db::users::User;
 
@@ -45,7 +44,7 @@ impl Page {
         Self {
             title: title.to_string(),
             notice: None,
-            csrf: super::forms::token(req),
+            csrf: super::csrf::token(req),
             flash: session.take_flash(),
             user: user.map(|u| NavUser {
                 username: u.username.clone(),
@@ -58,7 +57,7 @@ impl Page {
     }
 
     /// A page for a signed-in user.
-    pub fn signed_in(req: &HttpRequest, me: &super::auth::SignedIn, nav: Nav, title: &str) -> Self {
+    pub fn signed_in(req: &HttpRequest, me: &SignedIn, nav: Nav, title: &str) -> Self {
         let mut page = Self::new(req, &me.session, Some(&me.user), nav, title);
         page.notice = me.notice.clone();
         page
@@ -78,46 +77,6 @@ impl Page {
     }
 }
 
-/// Render `tpl` with `status`. A render failure becomes the error page with
-/// an incident id (never a silent, empty 500).
-pub fn render(status: StatusCode, tpl: &impl Template) -> Result<HttpResponse, AppError> {
-    let body = tpl.render()?;
-    Ok(HttpResponse::build(status)
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        ))
-        .body(body))
-}
-
-pub fn ok(tpl: &impl Template) -> Result<HttpResponse, AppError> {
-    render(StatusCode::OK, tpl)
-}
-
-/// 303 See Other to `to`.
-pub fn redirect(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, to.to_string()))
-        .finish()
-}
-
-/// `2026-11-29 08:33 UTC`. Hand-written (Howard Hinnant's civil-from-days)
-/// because the only date crate in the tree is built without formatting.
-pub fn format_time(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", secs / 3600, secs % 3600 / 60)
-}
-
 #[derive(Template)]
 #[template(path = "login.html")]
 pub struct LoginPage {
@@ -130,6 +89,9 @@ pub struct LoginPage {
 #[template(path = "two_factor.html")]
 pub struct TwoFactorPage {
     pub page: Page,
+    /// A protected sign-in: the account is under attack, so the prompt
+    /// explains why a password alone is not enough now.
+    pub protected: bool,
 }
 
 #[derive(Template)]
@@ -247,7 +209,11 @@ pub struct AdminUserRow {
     pub mfa_since: Option<String>,
     pub recovery_codes_left: i64,
     pub last_login: Option<String>,
-    pub locked_until: Option<String>,
+    /// Every lock that applies, in words (empty: none).
+    pub locks: Vec<String>,
+    pub locked: bool,
+    /// "Remove admin" is not offered to the last administrator.
+    pub last_admin: bool,
 }
 
 #[derive(Template)]
@@ -298,7 +264,7 @@ impl From<crate::db::events::Row> for LogRow {
             browser: r
                 .user_agent
                 .as_deref()
-                .map(super::session::describe_user_agent)
+                .map(describe_user_agent)
                 .unwrap_or_else(|| "—".into()),
             detail: r.detail.unwrap_or_default(),
         }
@@ -337,22 +303,21 @@ pub struct SessionRow {
     pub current: bool,
 }
 
+/// A browser known to the account, as the Sessions tab lists it.
+pub struct BrowserRow {
+    pub id: i64,
+    pub browser: String,
+    pub address: String,
+    pub first_seen: String,
+    pub last_used: String,
+    pub current: bool,
+}
+
 #[derive(Template)]
 #[template(path = "account_sessions.html")]
 pub struct SessionsPage {
     pub page: Page,
     pub tab: Tab,
     pub sessions: Vec<SessionRow>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_utc_times() {
-        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
-        assert_eq!(format_time(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(format_time(1_795_941_180), "2026-11-29 08:33 UTC");
-    }
+    pub browsers: Vec<BrowserRow>,
 }

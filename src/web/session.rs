@@ -18,18 +18,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::core::clock::Clock;
-use crate::db::{Db, sessions};
-
-/// Idle timeout: a session unused for this long is gone.
-pub const IDLE_SECONDS: i64 = 30 * 60;
-/// Absolute lifetime of a signed-in session.
-pub const ABSOLUTE_SECONDS: i64 = 12 * 60 * 60;
-/// A login waiting for its second factor dies after this long.
-pub const PENDING_SECONDS: i64 = 5 * 60;
-/// Wrong codes a pending login may send before it dies.
-pub const PENDING_MAX_FAILURES: u32 = 5;
-/// "Sudo mode": how long a password entry allows sensitive actions.
-pub const SUDO_SECONDS: i64 = 10 * 60;
+use crate::core::limits::SESSION_IDLE_SECONDS as IDLE_SECONDS;
+use crate::core::types::{SessionEpoch, UnixTime, UserId};
+use crate::db::Db;
+use crate::db::sessions::{self, SessionRow};
 
 type State = HashMap<String, String>;
 
@@ -48,8 +40,8 @@ fn new_key() -> String {
     URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<32>())
 }
 
-fn user_of(state: &State) -> Option<i64> {
-    state.get(keys::USER).and_then(|v| v.parse().ok())
+fn user_of(state: &State) -> Option<UserId> {
+    state.get(keys::USER).and_then(|v| v.parse().ok()).map(UserId)
 }
 
 fn ttl_seconds(ttl: &Duration) -> i64 {
@@ -59,7 +51,7 @@ fn ttl_seconds(ttl: &Duration) -> i64 {
 impl SessionStore for DbSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
         let h = id_hash(key.as_ref());
-        let now = self.clock.now();
+        let now = self.clock.time();
         let raw = self
             .db
             .read(move |c| sessions::load(c, &h, now))
@@ -78,11 +70,19 @@ impl SessionStore for DbSessionStore {
         let key = new_key();
         let h = id_hash(&key);
         let json = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
-        let now = self.clock.now();
-        let expires = now + ttl_seconds(ttl);
+        let now = self.clock.time();
+        let expires = now.plus(ttl_seconds(ttl));
         let user = user_of(&state);
         self.db
-            .run(move |c| sessions::insert(c, &h, user, &json, now, expires))
+            .run(move |c| {
+                let row = SessionRow {
+                    id_hash: &h,
+                    user,
+                    state: &json,
+                    expires_at: expires,
+                };
+                sessions::insert(c, &row, now)
+            })
             .await
             .map_err(|e| SaveError::Other(e.into()))?;
         SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
@@ -92,8 +92,8 @@ impl SessionStore for DbSessionStore {
         let h = id_hash(key.as_ref());
         let rekey = state.remove(keys::REKEY).is_some();
         let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
-        let now = self.clock.now();
-        let expires = now + ttl_seconds(ttl);
+        let now = self.clock.time();
+        let expires = now.plus(ttl_seconds(ttl));
         let user = user_of(&state);
         if rekey {
             // `SessionExt::rekey`: the state moves to a new key in one
@@ -101,7 +101,15 @@ impl SessionStore for DbSessionStore {
             let new = new_key();
             let new_h = id_hash(&new);
             self.db
-                .run(move |c| sessions::rekey(c, &h, &new_h, user, &json, now, expires))
+                .run(move |c| {
+                    let row = SessionRow {
+                        id_hash: &new_h,
+                        user,
+                        state: &json,
+                        expires_at: expires,
+                    };
+                    sessions::rekey(c, &h, &row, now)
+                })
                 .await
                 .map_err(|e| UpdateError::Other(e.into()))?;
             return SessionKey::try_from(new).map_err(|e| UpdateError::Other(e.into()));
@@ -109,7 +117,15 @@ impl SessionStore for DbSessionStore {
         // A revoked session is not brought back: the update touches nothing,
         // and the next request with this cookie finds no state.
         self.db
-            .run(move |c| sessions::update(c, &h, user, &json, now, expires))
+            .run(move |c| {
+                let row = SessionRow {
+                    id_hash: &h,
+                    user,
+                    state: &json,
+                    expires_at: expires,
+                };
+                sessions::update(c, &row, now)
+            })
             .await
             .map_err(|e| UpdateError::Other(e.into()))?;
         Ok(key)
@@ -117,8 +133,8 @@ impl SessionStore for DbSessionStore {
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
         let h = id_hash(key.as_ref());
-        let now = self.clock.now();
-        let expires = now + ttl_seconds(ttl);
+        let now = self.clock.time();
+        let expires = now.plus(ttl_seconds(ttl));
         self.db.run(move |c| sessions::touch(c, &h, now, expires)).await?;
         Ok(())
     }
@@ -136,11 +152,14 @@ pub mod keys {
     pub const STAGE: &str = "stage";
     pub const SIGNED_IN_AT: &str = "signed_in_at";
     pub const PASSWORD_AT: &str = "password_at";
-    pub const PENDING_AT: &str = "pending_at";
-    pub const PENDING_FAILURES: &str = "pending_failures";
+    /// The random id of the pending sign-in (`pending_sign_ins`).
+    pub const PENDING: &str = "pending";
+    /// Whether the pending sign-in is a protected one (changes the prompt).
+    pub const PROTECTED: &str = "protected";
     pub const NEXT: &str = "next";
     pub const FLASH: &str = "flash";
-    /// A random public id for the sessions list (not the session key).
+    /// A random public id for the sessions list and the per-session
+    /// password counter (not the session key).
     pub const SID: &str = "sid";
     pub const ADDRESS: &str = "address";
     pub const USER_AGENT: &str = "user_agent";
@@ -204,27 +223,23 @@ impl Flash {
     }
 }
 
-/// Who a session is signed in as: the user and their session epoch, both
-/// read from the row whose password (or code) was just checked.
-pub struct SignInAs {
-    pub id: i64,
-    pub epoch: i64,
-}
-
-impl From<&crate::db::users::User> for SignInAs {
-    fn from(u: &crate::db::users::User) -> Self {
-        Self {
-            id: u.id,
-            epoch: u.session_epoch,
-        }
-    }
+/// Who a session is signed in as, and how: the user and their session
+/// epoch (read from the row whose password or code was just checked), when
+/// the password was checked, and from where.
+pub struct SignInAs<'a> {
+    pub user: UserId,
+    pub epoch: SessionEpoch,
+    pub password_at: UnixTime,
+    pub address: &'a str,
+    pub user_agent: Option<&'a str>,
 }
 
 /// Typed access to the session's values.
 pub trait SessionExt {
     fn stage(&self) -> Option<Stage>;
-    fn user_id(&self) -> Option<i64>;
+    fn user_id(&self) -> Option<UserId>;
     fn int(&self, key: &str) -> i64;
+    fn text(&self, key: &str) -> Option<String>;
     fn set_flash(&self, flash: Flash);
     /// Move this session to a new key when the response is written (after a
     /// sign-in, a password change, 2FA changes: no key that existed before
@@ -234,9 +249,10 @@ pub trait SessionExt {
     fn rekey(&self);
     fn take_flash(&self) -> Option<Flash>;
     /// Replace the whole session with a fully signed-in one under a new key.
-    fn sign_in(&self, user: &SignInAs, now: i64, password_at: i64, address: &str, user_agent: Option<&str>);
-    /// Replace the whole session with a pending-second-factor one under a new key.
-    fn begin_second_factor(&self, user: &SignInAs, now: i64, next: Option<&str>);
+    fn sign_in(&self, who: &SignInAs<'_>, now: UnixTime);
+    /// Replace the whole session with a pending-second-factor one under a
+    /// new key: `pending` is the pending sign-in's random id.
+    fn begin_second_factor(&self, pending: &str, protected: bool, next: Option<&str>);
 }
 
 impl SessionExt for Session {
@@ -244,12 +260,16 @@ impl SessionExt for Session {
         self.get::<Stage>(keys::STAGE).ok().flatten()
     }
 
-    fn user_id(&self) -> Option<i64> {
-        self.get::<i64>(keys::USER).ok().flatten()
+    fn user_id(&self) -> Option<UserId> {
+        self.get::<i64>(keys::USER).ok().flatten().map(UserId)
     }
 
     fn int(&self, key: &str) -> i64 {
         self.get::<i64>(key).ok().flatten().unwrap_or(0)
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        self.get::<String>(key).ok().flatten()
     }
 
     fn set_flash(&self, flash: Flash) {
@@ -268,18 +288,18 @@ impl SessionExt for Session {
         f
     }
 
-    fn sign_in(&self, user: &SignInAs, now: i64, password_at: i64, address: &str, user_agent: Option<&str>) {
+    fn sign_in(&self, who: &SignInAs<'_>, now: UnixTime) {
         let flash = self.take_flash();
         self.clear();
         self.rekey();
-        let _ = self.insert(keys::USER, user.id);
-        let _ = self.insert(keys::EPOCH, user.epoch);
+        let _ = self.insert(keys::USER, who.user.0);
+        let _ = self.insert(keys::EPOCH, who.epoch.0);
         let _ = self.insert(keys::STAGE, Stage::SignedIn);
-        let _ = self.insert(keys::SIGNED_IN_AT, now);
-        let _ = self.insert(keys::PASSWORD_AT, password_at);
+        let _ = self.insert(keys::SIGNED_IN_AT, now.0);
+        let _ = self.insert(keys::PASSWORD_AT, who.password_at.0);
         let _ = self.insert(keys::SID, crate::core::keys::hex(&crate::core::random_bytes::<8>()));
-        let _ = self.insert(keys::ADDRESS, address);
-        if let Some(ua) = user_agent {
+        let _ = self.insert(keys::ADDRESS, who.address);
+        if let Some(ua) = who.user_agent {
             let _ = self.insert(keys::USER_AGENT, ua.chars().take(256).collect::<String>());
         }
         if let Some(f) = flash {
@@ -287,15 +307,14 @@ impl SessionExt for Session {
         }
     }
 
-    fn begin_second_factor(&self, user: &SignInAs, now: i64, next: Option<&str>) {
+    fn begin_second_factor(&self, pending: &str, protected: bool, next: Option<&str>) {
         self.clear();
         self.rekey();
-        let _ = self.insert(keys::USER, user.id);
-        let _ = self.insert(keys::EPOCH, user.epoch);
         let _ = self.insert(keys::STAGE, Stage::Pending);
-        let _ = self.insert(keys::PENDING_AT, now);
-        let _ = self.insert(keys::PASSWORD_AT, now);
-        let _ = self.insert(keys::PENDING_FAILURES, 0);
+        let _ = self.insert(keys::PENDING, pending);
+        if protected {
+            let _ = self.insert(keys::PROTECTED, true);
+        }
         if let Some(n) = next {
             let _ = self.insert(keys::NEXT, n);
         }
@@ -320,18 +339,6 @@ pub fn safe_next(next: Option<&str>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn user_agents_read_well() {
-        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
-        assert_eq!(describe_user_agent(firefox), "Firefox on Linux");
-        let chrome_android =
-            "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36";
-        assert_eq!(describe_user_agent(chrome_android), "Chrome on Android");
-        let safari = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
-        assert_eq!(describe_user_agent(safari), "Safari on iOS");
-        assert_eq!(describe_user_agent(""), "Unknown browser");
-    }
 
     #[test]
     fn session_info_reads_stored_state() {
@@ -390,49 +397,11 @@ impl SessionInfo {
         }
         Some(Self {
             sid: text(keys::SID).unwrap_or_default(),
-            browser: describe_user_agent(text(keys::USER_AGENT).as_deref().unwrap_or("")),
+            browser: crate::web::format::describe_user_agent(text(keys::USER_AGENT).as_deref().unwrap_or("")),
             address: text(keys::ADDRESS).unwrap_or_else(|| "unknown".into()),
             signed_in_at: int(keys::SIGNED_IN_AT).unwrap_or(0),
             // The idle deadline moves with every request.
             last_active: expires_at - IDLE_SECONDS,
         })
-    }
-}
-
-/// "Firefox on Linux", "Chrome on Android"… from a User-Agent header. A rough
-/// reading by hand: enough to recognise one's own devices, and no dependency
-/// on a large, frequently updated user-agent database.
-pub fn describe_user_agent(ua: &str) -> String {
-    let browser = if ua.contains("Edg/") {
-        "Edge"
-    } else if ua.contains("Firefox/") {
-        "Firefox"
-    } else if ua.contains("Chrome/") || ua.contains("Chromium/") {
-        "Chrome"
-    } else if ua.contains("Safari/") {
-        "Safari"
-    } else if ua.starts_with("curl/") {
-        "curl"
-    } else if ua.is_empty() {
-        return "Unknown browser".into();
-    } else {
-        "Other browser"
-    };
-    let os = if ua.contains("Android") {
-        Some("Android")
-    } else if ua.contains("iPhone") || ua.contains("iPad") {
-        Some("iOS")
-    } else if ua.contains("Windows") {
-        Some("Windows")
-    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
-        Some("macOS")
-    } else if ua.contains("Linux") || ua.contains("X11") {
-        Some("Linux")
-    } else {
-        None
-    };
-    match os {
-        Some(os) => format!("{browser} on {os}"),
-        None => browser.to_string(),
     }
 }

@@ -86,7 +86,7 @@ async fn every_admin_route_refuses_a_non_admin() {
     // Nothing changed.
     assert_eq!(app.count("users").await, 3);
     let bob = app.user("bob").await;
-    assert!(bob.mfa_enabled() && !bob.is_admin);
+    assert!(app.mfa_on("bob").await && !bob.is_admin);
     assert_eq!(e.client.get("/").await.status, StatusCode::OK, "bob's session lives");
     assert!(!app.user("alice").await.is_admin);
     assert!(alice.get("/").await.body.contains("Welcome"), "no policy imposed");
@@ -115,7 +115,7 @@ async fn admin_resets_a_lost_phone_and_unlocks_an_account() {
     assert!(confirm.body.contains("id=\"admin-reset-confirm\""));
     let done = root.post(&format!("/admin/users/{bob_id}/reset-mfa"), &[]).await;
     assert!(done.redirects_to("/admin/users"));
-    assert!(!app.user("bob").await.mfa_enabled());
+    assert!(!app.mfa_on("bob").await);
     assert!(
         e.client.get("/").await.location.unwrap().starts_with("/login"),
         "bob's sessions ended"
@@ -132,7 +132,10 @@ async fn admin_resets_a_lost_phone_and_unlocks_an_account() {
         StatusCode::TOO_MANY_REQUESTS
     );
     let list = root.get("/admin/users").await;
-    assert!(list.text_of("user-bob").unwrap().contains("Locked until"));
+    assert!(
+        list.text_of("user-bob").unwrap().contains("locked out until"),
+        "the Users page shows the lock"
+    );
     let unlocked = root.post(&format!("/admin/users/{bob_id}/unlock"), &[]).await;
     assert!(unlocked.redirects_to("/admin/users"));
     assert!(app.client().login("bob", PASSWORD).await.redirects_to("/"));
@@ -277,7 +280,7 @@ async fn security_log_views_filter_and_paginate() {
                     user_agent: None,
                     detail: None,
                 };
-                latchkey::db::events::record(c, &e, 0)?;
+                latchkey::db::events::record(c, &e, latchkey::core::types::UnixTime(0))?;
             }
             Ok(())
         })

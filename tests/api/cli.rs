@@ -76,7 +76,7 @@ async fn reset_mfa_turns_2fa_off_and_ends_sessions() {
     let out = latchkey(&url, &["user", "reset-mfa", "alice"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout(&out).contains("now off"));
-    assert!(!app.user("alice").await.mfa_enabled());
+    assert!(!app.mfa_on("alice").await);
     assert_eq!(app.count("recovery_codes").await, 0);
     assert_eq!(e.client.get("/").await.status, StatusCode::SEE_OTHER, "session ended");
     assert!(

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
+use latchkey::auth::Auth;
 use latchkey::config::Config;
 use latchkey::core::clock::Clock;
+pub use latchkey::core::types::UserId;
 use latchkey::db::{DatabaseUrl, Db, users};
 use latchkey::startup::Application;
 use reqwest::StatusCode;
@@ -18,6 +20,9 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct TestApp {
     pub base: String,
     pub db: Db,
+    /// The service of the first instance (for checks and set-up that go
+    /// through the same rules as the web pages).
+    pub auth: Arc<Auth>,
     pub clock: Clock,
     pub setup_url: Option<String>,
     /// The SQLite file, on the SQLite pass.
@@ -96,13 +101,14 @@ pub fn fresh_config() -> (Config, TempDir, Option<PgTestDatabase>) {
 }
 
 /// Start a server; returns its base URL, database handle and setup link.
-pub async fn start(config: Config) -> (String, Db, Option<String>) {
+pub async fn start(config: Config) -> (String, Db, Option<String>, Arc<Auth>) {
     let app = Application::build(config).await.expect("server builds");
     let base = format!("http://{}", app.address());
     let db = app.db();
+    let auth = app.auth();
     let setup_url = app.setup_url().map(str::to_string);
     tokio::spawn(app.run_until_stopped());
-    (base, db, setup_url)
+    (base, db, setup_url, auth)
 }
 
 impl TestApp {
@@ -113,7 +119,7 @@ impl TestApp {
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let (mut config, dir, pg) = fresh_config();
         tweak(&mut config);
-        let (base, db, setup_url) = start(config.clone()).await;
+        let (base, db, setup_url, auth) = start(config.clone()).await;
         let (db_path, database_url) = match &config.database_url {
             DatabaseUrl::Sqlite(p) => (Some(p.clone()), format!("sqlite://{}", p.display())),
             DatabaseUrl::Postgres(u) => (None, u.clone()),
@@ -121,6 +127,7 @@ impl TestApp {
         Self {
             base,
             db,
+            auth,
             clock: config.clock.clone(),
             setup_url,
             db_path,
@@ -142,13 +149,19 @@ impl TestApp {
     }
 
     /// Create a user directly in the database (as `latchkey user add` does).
-    pub async fn create_user(&self, name: &str, admin: bool) -> i64 {
+    pub async fn create_user(&self, name: &str, admin: bool) -> UserId {
         let hash = latchkey::core::password::hash(PASSWORD, 4).unwrap();
-        let now = self.clock.now();
+        let now = self.clock.time();
         let name = name.to_string();
         self.db
             .run(move |c| {
-                users::create(c, &name, &hash, admin, now).map_err(|e| match e {
+                let account = users::NewAccount {
+                    username: &name,
+                    password_hash: &hash,
+                    is_admin: admin,
+                    must_change_password: false,
+                };
+                users::create(c, account, now).map_err(|e| match e {
                     users::CreateError::Db(d) => d,
                     other => panic!("{other}"),
                 })
@@ -156,6 +169,41 @@ impl TestApp {
             .await
             .expect("user created")
             .id
+    }
+
+    /// Whether the user has 2FA on (at least one confirmed credential).
+    pub async fn mfa_on(&self, name: &str) -> bool {
+        let id = self.user(name).await.id;
+        self.db
+            .run(move |c| latchkey::db::credentials::has_confirmed(c, id))
+            .await
+            .unwrap()
+    }
+
+    /// Every credential row of the user, confirmed or pending, oldest first.
+    pub async fn credentials(&self, id: UserId) -> Vec<latchkey::db::credentials::Credential> {
+        use diesel::prelude::*;
+        use latchkey::schema::credentials as t;
+        self.db
+            .run(move |c| {
+                Ok(t::table
+                    .filter(t::user_id.eq(id.0))
+                    .order(t::id.asc())
+                    .select(latchkey::db::credentials::Credential::as_select())
+                    .load(c)?)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// The last accepted TOTP step of the user's authenticator app, if any.
+    pub async fn totp_last_step(&self, name: &str) -> Option<i64> {
+        let id = self.user(name).await.id;
+        self.credentials(id)
+            .await
+            .into_iter()
+            .find(|c| c.kind == "totp" && c.confirmed_at.is_some())
+            .and_then(|c| c.last_step)
     }
 
     pub async fn user(&self, name: &str) -> users::User {
@@ -208,7 +256,7 @@ impl TestApp {
         }
     }
 
-    pub async fn events(&self, user_id: i64) -> Vec<String> {
+    pub async fn events(&self, user_id: UserId) -> Vec<String> {
         self.db
             .run(move |c| latchkey::db::events::kinds_for_user(c, user_id))
             .await
@@ -247,7 +295,32 @@ pub struct TestClient {
 
 impl TestClient {
     pub fn new(base: &str) -> Self {
+        Self::with_jar(base, Arc::new(Jar::default()))
+    }
+
+    /// A fresh browser whose requests say (in `X-Forwarded-For`) that they
+    /// come from `address`: for a server started with `--trusted-proxies
+    /// 127.0.0.1`, as if through a reverse proxy.
+    pub fn forwarded_for(base: &str, address: &str) -> Self {
         let jar = Arc::new(Jar::default());
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", address.parse().unwrap());
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        Self {
+            http,
+            jar,
+            base: base.to_string(),
+            csrf: Default::default(),
+        }
+    }
+
+    /// A client with these cookies (a browser that comes back).
+    pub fn with_jar(base: &str, jar: Arc<Jar>) -> Self {
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
@@ -399,16 +472,19 @@ pub fn text_of_id(html: &str, id: &str) -> Option<String> {
     None
 }
 
-/// The `<li>` texts inside the element with `id`.
+/// The `<li>` texts inside the element with `id` (list items may carry
+/// attributes).
 pub fn list_items(html: &str, id: &str) -> Vec<String> {
     let marker = format!("id=\"{id}\"");
     let Some(at) = html.find(&marker) else { return vec![] };
     let end = html[at..].find("</ul>").map(|e| e + at).unwrap_or(html.len());
     html[at..end]
-        .split("<li>")
+        .split("<li")
         .skip(1)
+        .filter(|s| s.starts_with('>') || s.starts_with(' '))
         .map(|s| {
-            decode(&strip_tags(s.split("</li>").next().unwrap_or("")))
+            let body = &s[s.find('>').map_or(0, |i| i + 1)..];
+            decode(&strip_tags(body.split("</li>").next().unwrap_or("")))
                 .trim()
                 .to_string()
         })

@@ -11,18 +11,19 @@ async fn stored_state(app: &TestApp) -> String {
         .run(|c| {
             let mut out = String::new();
             for u in latchkey::db::users::all(c)? {
-                let left = latchkey::db::mfa::remaining_recovery_codes(c, u.id)?;
-                let pending = latchkey::db::mfa::pending_enrolment(c, u.id, 0)?.map(|e| e.secret_sealed);
+                let left = latchkey::db::recovery::remaining(c, u.id)?;
+                let creds: Vec<_> = {
+                    use diesel::prelude::*;
+                    use latchkey::schema::credentials as t;
+                    t::table
+                        .filter(t::user_id.eq(u.id.0))
+                        .order(t::id.asc())
+                        .select((t::kind, t::secret_sealed, t::confirmed_at, t::last_step, t::attempts))
+                        .load::<(String, Option<String>, Option<i64>, Option<i64>, i32)>(c)?
+                };
                 out.push_str(&format!(
-                    "{} {} {} {:?} {:?} {} {:?} {:?}\n",
-                    u.username,
-                    u.password_hash,
-                    u.is_admin,
-                    u.totp_secret_sealed,
-                    u.totp_last_step,
-                    left,
-                    pending,
-                    u.must_change_password
+                    "{} {} {} {:?} {} {}\n",
+                    u.username, u.password_hash, u.is_admin, creds, left, u.must_change_password
                 ));
             }
             Ok(out)

@@ -129,11 +129,11 @@ async fn a_wrong_confirm_code_keeps_the_pending_secret_and_2fa_off() {
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(again.text_of("mfa-secret"), Some(secret.clone()), "same secret");
     assert!(again.flash().unwrap().contains("30 seconds"));
-    assert!(!app.user("alice").await.mfa_enabled());
+    assert!(!app.mfa_on("alice").await);
     let malformed = c.post("/settings/account/mfa/confirm", &[("code", "12345")]).await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
     assert_eq!(malformed.text_of("mfa-secret"), Some(secret));
-    assert!(!app.user("alice").await.mfa_enabled());
+    assert!(!app.mfa_on("alice").await);
     assert_eq!(app.count("recovery_codes").await, 0);
 }
 
@@ -265,7 +265,7 @@ async fn a_pending_login_reaches_nothing_else() {
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     let p = c.post("/settings/account/mfa/recovery-codes", &[]).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
-    assert!(app.user("alice").await.mfa_enabled());
+    assert!(app.mfa_on("alice").await);
     assert_eq!(app.count("recovery_codes").await, 10);
     // The code prompt itself is there.
     assert_eq!(c.get("/login/two-factor").await.status, StatusCode::OK);
@@ -460,15 +460,18 @@ async fn disable_needs_a_code_and_then_removes_everything() {
         )
         .await;
     assert_eq!(p.status, StatusCode::UNAUTHORIZED);
-    assert!(app.user("alice").await.mfa_enabled());
+    assert!(app.mfa_on("alice").await);
 
     let p = e
         .client
         .post("/settings/account/mfa/disable", &[("code", &e.codes[9])])
         .await;
     assert!(p.redirects_to("/settings/account/mfa"));
-    let user = app.user("alice").await;
-    assert!(!user.mfa_enabled() && user.totp_last_step.is_none());
+    assert!(!app.mfa_on("alice").await && app.totp_last_step("alice").await.is_none());
+    assert!(
+        app.credentials(app.user("alice").await.id).await.is_empty(),
+        "every factor deleted"
+    );
     assert_eq!(app.count("recovery_codes").await, 0);
     assert!(
         other.get("/").await.location.unwrap().starts_with("/login"),
@@ -497,7 +500,7 @@ async fn csrf_guards_every_mfa_action() {
     let code = oathtool(&secret, app.clock.now());
     let p = c.post_raw("/settings/account/mfa/confirm", &[("code", &code)]).await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
-    assert!(!app.user("alice").await.mfa_enabled());
+    assert!(!app.mfa_on("alice").await);
 
     let e = enrol(&app, c).await;
     let p = e
@@ -510,7 +513,7 @@ async fn csrf_guards_every_mfa_action() {
         .post_raw("/settings/account/mfa/disable", &[("code", &e.codes[0])])
         .await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
-    assert!(app.user("alice").await.mfa_enabled());
+    assert!(app.mfa_on("alice").await);
     assert_eq!(app.count("recovery_codes").await, 10);
     let (_, p) = login_with_code(&app, "alice", &e.codes[0]).await;
     assert!(p.redirects_to("/"), "the code was not consumed by the refused request");

@@ -69,7 +69,7 @@ async fn one_recovery_code_twenty_times_at_once_succeeds_once() {
     let uid = app.user("alice").await.id;
     let left = app
         .db
-        .run(move |c| latchkey::db::mfa::remaining_recovery_codes(c, uid))
+        .run(move |c| latchkey::db::recovery::remaining(c, uid))
         .await
         .unwrap();
     assert_eq!(left, 9);
@@ -102,7 +102,7 @@ async fn confirming_one_enrolment_twenty_times_at_once_enables_once() {
     }
     assert_eq!(shown, 1, "recovery codes are generated and shown once");
     assert_eq!(app.count("recovery_codes").await, 10);
-    assert!(app.user("alice").await.mfa_enabled());
+    assert!(app.mfa_on("alice").await);
 }
 
 /// Enable and disable racing each other never leave a half state: either 2FA
@@ -134,17 +134,16 @@ async fn enable_and_disable_racing_leave_a_consistent_state() {
         }
         let user = app.user("alice").await;
         let codes = app.count("recovery_codes").await;
-        if user.mfa_enabled() {
+        if app.mfa_on("alice").await {
             assert_eq!(codes, 10);
-            assert!(user.totp_last_step.is_some());
+            assert!(app.totp_last_step("alice").await.is_some());
         } else {
             assert_eq!(codes, 0, "2FA off but recovery codes left");
-            assert!(user.totp_last_step.is_none());
+            assert!(app.totp_last_step("alice").await.is_none());
         }
-        // Start the next round from 2FA off.
-        let uid = user.id;
-        app.db
-            .run(move |c| latchkey::db::mfa::disable(c, uid, None))
+        // Start the next round from 2FA off (as `latchkey user reset-mfa` does).
+        app.auth
+            .reset_mfa(latchkey::auth::Actor::CommandLine, user.id)
             .await
             .unwrap();
         app.clock.advance(60);

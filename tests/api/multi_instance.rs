@@ -159,7 +159,7 @@ async fn one_code_twenty_times_across_instances_succeeds_once() {
     let uid = app.user("alice").await.id;
     let left = app
         .db
-        .run(move |c| latchkey::db::mfa::remaining_recovery_codes(c, uid))
+        .run(move |c| latchkey::db::recovery::remaining(c, uid))
         .await
         .unwrap();
     assert_eq!(left, 9);

@@ -57,9 +57,11 @@ pub struct Tally {
     pub server_errors: AtomicUsize,
 }
 
-/// What one virtual user believes about its own account.
+/// What one virtual user believes about its own account, and its browser
+/// (cookies kept between rounds, as a person's browser keeps them).
 pub struct Account {
     pub name: String,
+    pub browser: Arc<reqwest::cookie::Jar>,
     pub secret: Option<String>,
     pub codes: Vec<String>,
     pub used_codes: Vec<String>,
@@ -70,6 +72,7 @@ impl Account {
     pub fn new(name: String) -> Self {
         Self {
             name,
+            browser: Arc::default(),
             secret: None,
             codes: vec![],
             used_codes: vec![],
@@ -109,13 +112,7 @@ async fn mixed_workload_keeps_every_invariant() {
     for i in 0..VIRTUAL_USERS {
         let (app, tally) = (app.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
-            let mut acct = Account {
-                name: format!("soak{i}"),
-                secret: None,
-                codes: vec![],
-                used_codes: vec![],
-                last_step: 0,
-            };
+            let mut acct = Account::new(format!("soak{i}"));
             let mut round = 0usize;
             // At least MIN_ROUNDS each, however slow the machine, and on
             // until the deadline.
@@ -147,10 +144,11 @@ async fn mixed_workload_keeps_every_invariant() {
     let by_name: HashMap<String, bool> = app
         .db
         .run(|c| {
-            Ok(latchkey::db::users::all(c)?
-                .into_iter()
-                .map(|u| (u.username.clone(), u.mfa_enabled()))
-                .collect())
+            let mut out = HashMap::new();
+            for u in latchkey::db::users::all(c)? {
+                out.insert(u.username.clone(), latchkey::db::credentials::has_confirmed(c, u.id)?);
+            }
+            Ok(out)
         })
         .await
         .unwrap();
@@ -160,7 +158,7 @@ async fn mixed_workload_keeps_every_invariant() {
             let uid = app.user(&acct.name).await.id;
             let left = app
                 .db
-                .run(move |c| latchkey::db::mfa::remaining_recovery_codes(c, uid))
+                .run(move |c| latchkey::db::recovery::remaining(c, uid))
                 .await
                 .unwrap();
             assert_eq!(left as usize, acct.codes.len(), "{}: unused recovery codes", acct.name);
@@ -194,7 +192,7 @@ pub async fn checked(tally: &Tally, page: Page) -> Page {
 
 /// One round of one virtual user against the server at `base`.
 pub async fn virtual_user_round(base: &str, tally: &Tally, acct: &mut Account, dice: usize) {
-    let c = TestClient::new(base);
+    let c = TestClient::with_jar(base, acct.browser.clone());
     // Sign in: with a fresh TOTP step when there is one, else a recovery code.
     let p = checked(tally, c.login(&acct.name, PASSWORD).await).await;
     if let Some(secret) = acct.secret.clone() {

@@ -1,31 +1,32 @@
-//! The dashboard, the settings overview, and My account settings → Profile
-//! and Password.
+//! The dashboard, the settings overview, and My account settings →
+//! Profile, Password, Sessions and Security log.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use diesel::Connection;
 use serde::Deserialize;
 
+use crate::auth::account::PasswordChange;
 use crate::core::password;
-use crate::db::events::{self, Kind};
-use crate::db::{mfa, sessions, users};
+use crate::core::types::{BrowserId, Password};
 use crate::web::AppState;
-use crate::web::auth::{Client, PasswordCheck, SignedIn, check_password, hash_password};
+use crate::web::cookies::browser_cookie;
 use crate::web::error::AppError;
+use crate::web::extract::{SignedIn, client};
+use crate::web::format::{describe_user_agent, format_time};
 use crate::web::forms::Posted;
 use crate::web::pages::{
-    AccountLogPage, DashboardPage, LogRow, Nav, Page, PasswordPage, ProfilePage, SessionRow, SessionsPage,
-    SettingsPage, Tab, format_time, ok, redirect, render,
+    AccountLogPage, BrowserRow, DashboardPage, LogRow, Nav, Page, PasswordPage, ProfilePage, SessionRow, SessionsPage,
+    SettingsPage, Tab,
 };
+use crate::web::responses::{ok, redirect, render};
 use crate::web::session::{Flash, SessionExt, SessionInfo, keys};
 
 pub async fn dashboard(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let id = me.user.id;
-    let left = state.db.read(move |c| mfa::remaining_recovery_codes(c, id)).await?;
+    let left = state.auth.recovery_codes_left(me.user.id).await?;
     let page = Page::signed_in(&req, &me, Nav::Dashboard, "Dashboard");
     ok(&DashboardPage {
         page,
-        mfa_enabled: me.user.mfa_enabled(),
+        mfa_enabled: me.mfa_on,
         recovery_codes_left: left,
         last_login: me.user.last_login_at.map(format_time),
     })
@@ -43,7 +44,7 @@ pub async fn profile(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, App
         tab: Tab::Profile,
         username: me.user.username.clone(),
         role: if me.user.is_admin { "Administrator" } else { "Member" },
-        created: format_time(me.user.created_at),
+        created: format_time(me.user.created_at.0),
         last_login: me.user.last_login_at.map(format_time),
     })
 }
@@ -89,124 +90,151 @@ pub async fn change_password(
     if form.new_password != form.new_password_confirm {
         return again(StatusCode::BAD_REQUEST, "The two new passwords do not match.".into());
     }
-    let client = Client::of(&req);
-    let account = me.user.username.clone();
-    match check_password(
-        &state,
-        &account,
-        Some(&me.user),
-        form.current_password,
-        &client,
-        Kind::SudoFailed,
-    )
-    .await?
-    {
-        PasswordCheck::Throttled(wait) => {
+    let changed = state
+        .auth
+        .change_password(
+            &me.user,
+            (&me.sid, me.epoch),
+            Password::new(form.current_password),
+            Password::new(form.new_password),
+            &client(&req),
+        )
+        .await?;
+    let (epoch, token) = match changed {
+        PasswordChange::Changed { epoch, browser_token } => (epoch, browser_token),
+        PasswordChange::WrongPassword => {
+            return again(StatusCode::UNAUTHORIZED, "Your current password is not correct.".into());
+        }
+        PasswordChange::Throttled(wait) => {
             return Err(AppError::Throttled {
                 retry_after: wait,
                 message: "Too many incorrect passwords.".into(),
             });
         }
-        PasswordCheck::Wrong => return again(StatusCode::UNAUTHORIZED, "Your current password is not correct.".into()),
-        PasswordCheck::Correct => {}
-    }
-    let hash = hash_password(&state, form.new_password).await?;
-    let now = state.clock.now();
-    let id = me.user.id;
-    let event = client.event(Kind::PasswordChanged, Some(&me.user));
-    let epoch = me.user.session_epoch;
-    let changed = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                // Every session of this user ends, this one included (it
-                // continues under a new key below) — unless this one was
-                // itself revoked a moment ago, and then nothing changes.
-                let Some((_, new_epoch)) = sessions::revoke_all(c, id, Some(epoch))? else {
-                    return Ok(None);
-                };
-                users::set_password(c, id, &hash)?;
-                events::record(c, &event, now)?;
-                Ok(Some(new_epoch))
-            })
-        })
-        .await?;
-    let Some(new_epoch) = changed else {
-        me.session.purge();
-        return Err(AppError::LoginRequired { next: None });
+        PasswordChange::SessionRevoked => {
+            me.session.purge();
+            return Err(AppError::LoginRequired { next: None });
+        }
     };
+    // Every session of this user ended; this one continues under a new key.
     me.session.rekey();
-    let _ = me.session.insert(keys::EPOCH, new_epoch);
-    let _ = me.session.insert(keys::PASSWORD_AT, now);
+    let _ = me.session.insert(keys::EPOCH, epoch.0);
+    let _ = me.session.insert(keys::PASSWORD_AT, state.clock.now());
     me.session.set_flash(Flash::success(
         "Your password was changed. You were signed out everywhere else.",
     ));
-    Ok(redirect("/settings/account/password"))
+    let mut resp = redirect("/settings/account/password");
+    resp.add_cookie(&browser_cookie(&token, state.secure_cookies))
+        .map_err(AppError::internal)?;
+    Ok(resp)
 }
 
-/// `GET /settings/account/sessions`: where this account is signed in.
+/// `GET /settings/account/sessions`: where this account is signed in, and
+/// the browsers it has signed in from.
 pub async fn sessions_tab(
     req: HttpRequest,
     me: SignedIn,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let (id, now) = (me.user.id, state.clock.now());
-    let rows = state.db.read(move |c| sessions::list_for_user(c, id, now)).await?;
-    let current = me.session.get::<String>(keys::SID).ok().flatten().unwrap_or_default();
+    let rows = state.auth.sessions_of(me.user.id).await?;
     let sessions = rows
         .iter()
         .filter_map(|(st, _, expires)| SessionInfo::from_state(st, *expires))
         .map(|s| SessionRow {
-            current: !current.is_empty() && s.sid == current,
+            current: !me.sid.is_empty() && s.sid == me.sid,
             browser: s.browser,
             address: s.address,
             signed_in: format_time(s.signed_in_at),
             last_active: format_time(s.last_active),
         })
         .collect();
+    let client = client(&req);
+    let this_browser = state
+        .auth
+        .is_known_browser(me.user.id, client.browser_token.as_deref())
+        .await?;
+    let browsers = state
+        .auth
+        .known_browsers(me.user.id)
+        .await?
+        .into_iter()
+        .map(|b| BrowserRow {
+            id: b.id.0,
+            current: this_browser == Some(b.id),
+            browser: describe_user_agent(b.user_agent.as_deref().unwrap_or("")),
+            address: b.client_address.unwrap_or_else(|| "—".into()),
+            first_seen: format_time(b.created_at.0),
+            last_used: format_time(b.last_used_at.0),
+        })
+        .collect();
     ok(&SessionsPage {
         page: Page::signed_in(&req, &me, Nav::AccountSettings, "Sessions"),
         tab: Tab::Sessions,
         sessions,
+        browsers,
     })
 }
 
+/// A form with no fields but its CSRF token.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EmptyForm {}
+pub struct NoFields {}
 
 /// `POST /settings/account/sessions/revoke-others`: every other session ends.
 pub async fn revoke_other_sessions(
-    Posted { who: me, form: _ }: Posted<SignedIn, EmptyForm>,
+    Posted { who: me, form: _ }: Posted<SignedIn, NoFields>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let (id, now) = (me.user.id, state.clock.now());
-    let event = Client::of(&req).event(Kind::SessionsRevoked, Some(&me.user));
-    let epoch = me.user.session_epoch;
-    let revoked = state
-        .db
-        .run(move |c| {
-            // Only while this session is itself still valid: a stolen
-            // session racing the owner's revoke cannot outlive it.
-            let revoked = sessions::revoke_all(c, id, Some(epoch))?;
-            if revoked.is_some() {
-                events::record(c, &event, now)?;
-            }
-            Ok(revoked)
-        })
-        .await?;
-    let Some((ended, new_epoch)) = revoked else {
+    let Some(revoked) = state
+        .auth
+        .revoke_other_sessions(&me.user, me.epoch, &client(&req))
+        .await?
+    else {
         me.session.purge();
         return Err(AppError::LoginRequired { next: None });
     };
     // All rows went, this one included; it continues under a new key.
     me.session.rekey();
-    let _ = me.session.insert(keys::EPOCH, new_epoch);
-    let others = ended.saturating_sub(1);
+    let _ = me.session.insert(keys::EPOCH, revoked.epoch.0);
+    let others = revoked.ended.saturating_sub(1);
     me.session.set_flash(Flash::success(format!(
         "Signed out {others} other session{}.",
         if others == 1 { "" } else { "s" }
+    )));
+    Ok(redirect("/settings/account/sessions"))
+}
+
+/// `POST /settings/account/browsers/{id}/forget`: this browser no longer
+/// counts as known (its next sign-in is a new browser's).
+pub async fn forget_browser(
+    Posted { who: me, form: _ }: Posted<SignedIn, NoFields>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let n = state
+        .auth
+        .forget_browsers(&me.user, Some(BrowserId(path.into_inner())), &client(&req))
+        .await?;
+    me.session.set_flash(if n == 1 {
+        Flash::success("That browser was forgotten.")
+    } else {
+        Flash::info("That browser was already forgotten.")
+    });
+    Ok(redirect("/settings/account/sessions"))
+}
+
+/// `POST /settings/account/browsers/forget`: forget every known browser.
+pub async fn forget_all_browsers(
+    Posted { who: me, form: _ }: Posted<SignedIn, NoFields>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let n = state.auth.forget_browsers(&me.user, None, &client(&req)).await?;
+    me.session.set_flash(Flash::success(format!(
+        "Forgot {n} browser{}.",
+        if n == 1 { "" } else { "s" }
     )));
     Ok(redirect("/settings/account/sessions"))
 }
@@ -217,8 +245,7 @@ pub async fn security_log_tab(
     me: SignedIn,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let id = me.user.id;
-    let (rows, _) = state.db.read(move |c| events::page(c, Some(id), None, 0, 50)).await?;
+    let (rows, _) = state.auth.security_log(Some(me.user.id), None, 0, 50).await?;
     ok(&AccountLogPage {
         page: Page::signed_in(&req, &me, Nav::AccountSettings, "Security log"),
         tab: Tab::SecurityLog,

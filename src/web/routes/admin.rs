@@ -6,38 +6,43 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::core::policy::{DEFAULT_GRACE_DAYS, MfaPolicy};
+use super::sudo::redirect_to_prompt;
+use crate::auth::admin::{Created, Locks, Reset};
+use crate::auth::{Actor, Client};
+use crate::core::policy::DEFAULT_GRACE_DAYS;
+use crate::core::types::{Password, UserId};
 use crate::core::username::Username;
-use crate::db::events::{self, Kind};
-use crate::db::users::{self, AdminChange, CreateError};
-use crate::db::{mfa, sessions, settings, throttles};
+use crate::db::events::Kind;
+use crate::db::users::{AdminChange, User};
 use crate::web::AppState;
-use crate::web::auth::{Admin, Client, hash_password};
 use crate::web::error::AppError;
+use crate::web::extract::{Admin, client};
+use crate::web::format::format_time;
 use crate::web::forms::Posted;
 use crate::web::pages::{
     AdminResetPage, AdminUserCreatedPage, AdminUserRow, AdminUsersPage, LogRow, Nav, Page, SecurityLogPage,
-    format_time, ok, redirect, render,
 };
+use crate::web::responses::{ok, redirect, render};
 use crate::web::session::{Flash, SessionExt};
 
 const USERS: &str = "/admin/users";
+const PAGE_SIZE: i64 = 50;
 
 /// Administration changes accounts: like the user's own sensitive actions,
 /// it needs the password entered in the last ten minutes (a stolen admin
 /// cookie alone is not enough). Returns the detour, if one is needed.
 fn needs_password(me: &Admin, state: &AppState, back_to: &str) -> Option<HttpResponse> {
-    if me.0.sudo_fresh(state.clock.now()) {
+    if me.0.sudo_fresh(state.clock.time()) {
         return None;
     }
     me.0.session
         .set_flash(Flash::info("Confirm your password to continue."));
-    Some(crate::web::sudo::redirect_to_prompt(back_to))
+    Some(redirect_to_prompt(back_to))
 }
 
 /// One's own 2FA goes off through the normal disable flow, which asks for a
 /// current code.
-fn own_account(me: &Admin, user: &users::User) -> Option<HttpResponse> {
+fn own_account(me: &Admin, user: &User) -> Option<HttpResponse> {
     if user.id != me.0.user.id {
         return None;
     }
@@ -46,12 +51,42 @@ fn own_account(me: &Admin, user: &users::User) -> Option<HttpResponse> {
     ));
     Some(redirect("/settings/account/mfa"))
 }
-const PAGE_SIZE: i64 = 50;
 
-fn admin_event(client: &Client, kind: Kind, target: &users::User, by: &users::User) -> events::Event {
-    let mut e = client.event(kind, Some(target));
-    e.detail = Some(format!("by {}", by.username));
-    e
+fn actor<'a>(me: &'a Admin, client: &'a Client) -> Actor<'a> {
+    Actor::Admin {
+        admin: &me.0.user,
+        client,
+    }
+}
+
+/// Every lock that applies, in words.
+fn describe_locks(locks: &Locks) -> Vec<String> {
+    let mut out = vec![];
+    if let Some(t) = locks.second_factor_until {
+        out.push(format!("Two-factor codes locked until {}", format_time(t)));
+    }
+    if let Some(t) = locks.protected_until {
+        out.push(format!(
+            "Many failed sign-ins: new browsers need the second factor too, until {}",
+            format_time(t)
+        ));
+    }
+    if locks.networks > 0 {
+        out.push(format!(
+            "{} network{} locked out until {}",
+            locks.networks,
+            if locks.networks == 1 { "" } else { "s" },
+            locks.networks_until.map(format_time).unwrap_or_default()
+        ));
+    }
+    if locks.browsers > 0 {
+        out.push(format!(
+            "{} of their browsers or sessions locked until {}",
+            locks.browsers,
+            locks.browsers_until.map(format_time).unwrap_or_default()
+        ));
+    }
+    out
 }
 
 async fn users_page(
@@ -62,37 +97,23 @@ async fn users_page(
     flash: Option<Flash>,
     new_username: &str,
 ) -> Result<HttpResponse, AppError> {
-    let now = state.clock.now();
-    let keys = state.keys.clone();
-    let key_of = move |name: &str| crate::web::auth::account_key_with(&keys, name);
-    let (rows, policy) = state
-        .db
-        .read(move |c| {
-            let mut rows = Vec::new();
-            for u in users::all(c)? {
-                let left = if u.mfa_enabled() {
-                    mfa::remaining_recovery_codes(c, u.id)?
-                } else {
-                    0
-                };
-                let locked = throttles::account_locked_until(c, u.id, &key_of(&u.username), now)?;
-                rows.push((u, left, locked));
-            }
-            Ok((rows, settings::mfa_policy(c)?))
-        })
-        .await?;
-    let users = rows
+    let overview = state.auth.users_overview().await?;
+    let policy = state.auth.mfa_policy().await?;
+    let admins = overview.iter().filter(|u| u.user.is_admin).count();
+    let users = overview
         .into_iter()
-        .map(|(u, left, locked)| AdminUserRow {
-            id: u.id,
-            is_self: u.id == me.0.user.id,
-            mfa_since: u.totp_enabled_at.filter(|_| u.mfa_enabled()).map(format_time),
-            recovery_codes_left: left,
-            last_login: u.last_login_at.map(format_time),
-            locked_until: locked.map(format_time),
-            username: u.username,
-            is_admin: u.is_admin,
-            must_change_password: u.must_change_password,
+        .map(|o| AdminUserRow {
+            id: o.user.id.0,
+            is_self: o.user.id == me.0.user.id,
+            mfa_since: o.mfa_since.filter(|_| o.mfa_on()).map(format_time),
+            recovery_codes_left: o.recovery_codes_left,
+            last_login: o.user.last_login_at.map(format_time),
+            locked: o.locks.any(),
+            locks: describe_locks(&o.locks),
+            last_admin: o.user.is_admin && admins == 1,
+            username: o.user.username,
+            is_admin: o.user.is_admin,
+            must_change_password: o.user.must_change_password,
         })
         .collect();
     let mut page = Page::signed_in(req, &me.0, Nav::AdminUsers, "Users");
@@ -139,71 +160,48 @@ pub async fn create(
     let name = match Username::parse(&form.username) {
         Ok(n) => n,
         Err(e) => {
-            return users_page(
-                &req,
-                &me,
-                &state,
-                StatusCode::BAD_REQUEST,
-                Some(Flash::error(e.to_string())),
-                "",
-            )
-            .await;
+            let flash = Flash::error(e.to_string());
+            return users_page(&req, &me, &state, StatusCode::BAD_REQUEST, Some(flash), "").await;
         }
     };
     let is_admin = matches!(form.admin.as_deref(), Some("1" | "on" | "true"));
     // 120 bits, readable: the user types it once and then chooses their own.
     let temporary = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<15>());
-    let hash = hash_password(&state, temporary.clone()).await?;
-    let now = state.clock.now();
-    let client = Client::of(&req);
-    let admin_user = me.0.user.clone();
-    let username = name.as_str().to_string();
+    let client = client(&req);
     let created = state
-        .db
-        .run(move |c| {
-            Ok(
-                match users::create_with_temporary_password(c, &username, &hash, is_admin, now) {
-                    Ok(user) => {
-                        events::record(
-                            c,
-                            &admin_event(&client, Kind::AdminCreatedUser, &user, &admin_user),
-                            now,
-                        )?;
-                        Ok(user)
-                    }
-                    Err(CreateError::Db(e)) => return Err(e),
-                    Err(e) => Err(e),
-                },
-            )
-        })
+        .auth
+        .create_user(actor(&me, &client), &name, Password::new(temporary.clone()), is_admin)
         .await?;
     match created {
-        Ok(user) => ok(&AdminUserCreatedPage {
+        Created::Done(user) => ok(&AdminUserCreatedPage {
             page: Page::signed_in(&req, &me.0, Nav::AdminUsers, "User created"),
             username: user.username,
             is_admin: user.is_admin,
             temporary_password: temporary,
         }),
-        Err(e) => {
-            users_page(
-                &req,
-                &me,
-                &state,
-                StatusCode::CONFLICT,
-                Some(Flash::error(format!("{e}."))),
-                name.as_str(),
-            )
-            .await
+        Created::Exists => {
+            let flash = Flash::error(format!("A user named `{name}` already exists."));
+            users_page(&req, &me, &state, StatusCode::CONFLICT, Some(flash), name.as_str()).await
         }
     }
 }
 
-async fn target(state: &AppState, id: i64) -> Result<users::User, AppError> {
-    state
-        .db
-        .read(move |c| users::find(c, id))
-        .await?
-        .ok_or(AppError::NotFound)
+async fn target(state: &AppState, id: i64) -> Result<User, AppError> {
+    state.auth.find_user(UserId(id)).await?.ok_or(AppError::NotFound)
+}
+
+/// The account whose 2FA is to be reset — or the detour first: one's own
+/// account goes through the normal disable flow, and a stale password
+/// through the prompt.
+async fn reset_target(me: &Admin, state: &AppState, id: i64) -> Result<Result<User, HttpResponse>, AppError> {
+    let user = target(state, id).await?;
+    if let Some(detour) = own_account(me, &user) {
+        return Ok(Err(detour));
+    }
+    if let Some(detour) = needs_password(me, state, &format!("/admin/users/{}/reset-mfa", user.id)) {
+        return Ok(Err(detour));
+    }
+    Ok(Ok(user))
 }
 
 /// `GET /admin/users/{id}/reset-mfa`: the confirmation page.
@@ -217,7 +215,7 @@ pub async fn reset_form(
         Ok(user) => user,
         Err(detour) => return Ok(detour),
     };
-    if !user.mfa_enabled() {
+    if !state.auth.mfa_overview(&user).await?.enabled() {
         me.0.session.set_flash(Flash::info(format!(
             "Two-factor authentication is already off for {}.",
             user.username
@@ -226,32 +224,18 @@ pub async fn reset_form(
     }
     ok(&AdminResetPage {
         page: Page::signed_in(&req, &me.0, Nav::AdminUsers, "Reset 2FA"),
-        id: user.id,
+        id: user.id.0,
         username: user.username,
     })
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EmptyForm {}
-
-/// The account whose 2FA is to be reset — or the detour first: one's own
-/// account goes through the normal disable flow, and a stale password
-/// through the prompt.
-async fn reset_target(me: &Admin, state: &AppState, id: i64) -> Result<Result<users::User, HttpResponse>, AppError> {
-    let user = target(state, id).await?;
-    if let Some(detour) = own_account(me, &user) {
-        return Ok(Err(detour));
-    }
-    if let Some(detour) = needs_password(me, state, &format!("/admin/users/{}/reset-mfa", user.id)) {
-        return Ok(Err(detour));
-    }
-    Ok(Ok(user))
-}
+pub struct NoFields {}
 
 /// `POST /admin/users/{id}/reset-mfa`: 2FA off (lost phone), sessions ended.
 pub async fn reset(
-    Posted { who: me, form: _ }: Posted<Admin, EmptyForm>,
+    Posted { who: me, form: _ }: Posted<Admin, NoFields>,
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<i64>,
@@ -260,34 +244,21 @@ pub async fn reset(
         Ok(user) => user,
         Err(detour) => return Ok(detour),
     };
-    let now = state.clock.now();
-    let event = admin_event(&Client::of(&req), Kind::MfaResetByAdmin, &user, &me.0.user);
-    let id = user.id;
-    let was_on = state
-        .db
-        .run(move |c| {
-            let was_on = mfa::disable(c, id, None)?;
-            sessions::revoke_all(c, id, None)?;
-            if was_on {
-                events::record(c, &event, now)?;
-            }
-            Ok(was_on)
-        })
-        .await?;
-    me.0.session.set_flash(Flash::success(if was_on {
-        format!(
+    let client = client(&req);
+    let outcome = state.auth.reset_mfa(actor(&me, &client), user.id).await?;
+    me.0.session.set_flash(Flash::success(match outcome {
+        Some(Reset::Done { .. }) => format!(
             "Two-factor authentication is now off for {}, and their sessions were ended.",
             user.username
-        )
-    } else {
-        format!("Two-factor authentication was already off for {}.", user.username)
+        ),
+        _ => format!("Two-factor authentication was already off for {}.", user.username),
     }));
     Ok(redirect(USERS))
 }
 
-/// `POST /admin/users/{id}/unlock`: forget the failures that locked an account.
+/// `POST /admin/users/{id}/unlock`: clear every lock on an account.
 pub async fn unlock(
-    Posted { who: me, form: _ }: Posted<Admin, EmptyForm>,
+    Posted { who: me, form: _ }: Posted<Admin, NoFields>,
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<i64>,
@@ -296,16 +267,8 @@ pub async fn unlock(
         return Ok(detour);
     }
     let user = target(&state, path.into_inner()).await?;
-    let now = state.clock.now();
-    let event = admin_event(&Client::of(&req), Kind::AdminUnlocked, &user, &me.0.user);
-    let (id, name) = (user.id, crate::web::auth::account_key(&state, &user.username));
-    state
-        .db
-        .run(move |c| {
-            throttles::unlock_account(c, id, &name)?;
-            events::record(c, &event, now)
-        })
-        .await?;
+    let client = client(&req);
+    state.auth.unlock(actor(&me, &client), &user).await?;
     me.0.session
         .set_flash(Flash::success(format!("{} can sign in again.", user.username)));
     Ok(redirect(USERS))
@@ -337,28 +300,15 @@ pub async fn set_admin(
         }
     };
     let user = target(&state, path.into_inner()).await?;
-    let now = state.clock.now();
-    let kind = if grant { Kind::AdminGranted } else { Kind::AdminRevoked };
-    let event = admin_event(&Client::of(&req), kind, &user, &me.0.user);
-    let id = user.id;
-    let outcome = state
-        .db
-        .run(move |c| {
-            let outcome = users::set_admin(c, id, grant)?;
-            if outcome == AdminChange::Done {
-                events::record(c, &event, now)?;
-            }
-            Ok(outcome)
-        })
-        .await?;
-    match outcome {
+    let client = client(&req);
+    match state.auth.set_admin(actor(&me, &client), &user, grant).await? {
         AdminChange::Done => {
             me.0.session.set_flash(Flash::success(if grant {
                 format!("{} is now an administrator.", user.username)
             } else {
                 format!("{} is no longer an administrator.", user.username)
             }));
-            Ok(redirect(if !grant && id == me.0.user.id { "/" } else { USERS }))
+            Ok(redirect(if !grant && user.id == me.0.user.id { "/" } else { USERS }))
         }
         AdminChange::LastAdmin => {
             let flash = Flash::error(format!(
@@ -395,28 +345,9 @@ pub async fn set_policy(
         }
     };
     let required = matches!(form.required.as_deref(), Some("1" | "on" | "true"));
-    let now = state.clock.now();
-    let mut event = Client::of(&req).event(Kind::PolicyChanged, Some(&me.0.user));
-    event.detail = Some(if required {
-        format!("2FA required, {grace_days} days' grace")
-    } else {
-        "2FA optional".into()
-    });
     let saved = state
-        .db
-        .run(move |c| {
-            let old = settings::mfa_policy(c)?;
-            // Keep the start of the grace period when only its length changes.
-            let since = if old.required && required { old.since } else { now };
-            let policy = MfaPolicy {
-                required,
-                since,
-                grace_days,
-            };
-            settings::set_mfa_policy(c, &policy, now)?;
-            events::record(c, &event, now)?;
-            Ok(policy)
-        })
+        .auth
+        .set_policy(&me.0.user, &client(&req), required, grace_days)
         .await?;
     me.0.session.set_flash(Flash::success(if saved.required {
         format!(
@@ -450,30 +381,22 @@ pub async fn security_log(
         None => None,
     };
     let page_no = query.page.unwrap_or(1).clamp(1, 100_000);
-    let name = user_filter.clone();
-    let result = state
-        .db
-        .run(move |c| {
-            let user_id = match &name {
-                Some(n) => match Username::parse(n).ok() {
-                    Some(n) => match users::find_by_name(c, n.as_str())? {
-                        Some(u) => Some(u.id),
-                        None => return Ok(None),
-                    },
-                    None => return Ok(None),
-                },
-                None => None,
-            };
-            Ok(Some(events::page(
-                c,
-                user_id,
-                kind,
-                (page_no - 1) * PAGE_SIZE,
-                PAGE_SIZE,
-            )?))
-        })
-        .await?;
-    let (rows, total) = result.unwrap_or_default();
+    // A filter by a name that is not a user shows nothing.
+    let user_id = match &user_filter {
+        Some(n) => match Username::parse(n).ok() {
+            Some(n) => state.auth.find_user_by_name(n.as_str()).await?.map(|u| u.id),
+            None => None,
+        },
+        None => None,
+    };
+    let (rows, total) = if user_filter.is_some() && user_id.is_none() {
+        (vec![], 0)
+    } else {
+        state
+            .auth
+            .security_log(user_id, kind, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)
+            .await?
+    };
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let link = |p: i64| {
         let mut q = vec![("page", p.to_string())];

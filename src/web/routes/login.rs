@@ -5,16 +5,20 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use crate::auth::password::ThrottleReason;
+use crate::auth::sign_in::{PasswordStep, SignedIn};
 use crate::core::password;
-use crate::core::username::{self, Username};
-use crate::db::events::{self, Kind};
-use crate::db::users;
+use crate::core::types::Password;
+use crate::core::username;
+use crate::db::events::Kind;
 use crate::web::AppState;
-use crate::web::auth::{Client, PasswordCheck, check_password, complete_sign_in, hash_password};
+use crate::web::cookies::browser_cookie;
 use crate::web::error::AppError;
+use crate::web::extract::client;
 use crate::web::forms::Protected;
-use crate::web::pages::{LoginPage, Nav, Page, ok, redirect, render};
-use crate::web::session::{Flash, SessionExt, Stage, safe_next};
+use crate::web::pages::{LoginPage, Nav, Page};
+use crate::web::responses::{ok, redirect, render};
+use crate::web::session::{Flash, SessionExt, SignInAs, Stage, safe_next};
 
 const GENERIC_FAILURE: &str = "Incorrect username or password.";
 
@@ -77,51 +81,71 @@ pub async fn submit(
             form.username.trim(),
         );
     }
-    let client = Client::of(&req);
-    // The throttling key is the name as typed (normalised), whether or not
-    // such a user exists: unknown names are throttled exactly like real ones.
-    let account = form.username.trim().to_lowercase();
-    let user = match Username::parse(&form.username) {
-        Ok(name) => state.db.read(move |c| users::find_by_name(c, name.as_str())).await?,
-        Err(_) => None,
-    };
-    // A hash made at another bcrypt cost than the configured one is redone
-    // at sign-in (so raising the cost takes effect, and every user's check
-    // takes as long as the dummy hash's).
-    let rehash_with = user
-        .as_ref()
-        .filter(|u| password::cost_of(&u.password_hash) != Some(state.bcrypt_cost))
-        .map(|_| form.password.clone());
-    match check_password(
-        &state,
-        &account,
-        user.as_ref(),
-        form.password,
-        &client,
-        Kind::LoginFailed,
-    )
-    .await?
-    {
-        PasswordCheck::Throttled(wait) => Err(AppError::Throttled {
-            retry_after: wait,
-            message: "Too many sign-in attempts for this account or from your network.".into(),
+    let client = client(&req);
+    let step = state
+        .auth
+        .sign_in_with_password(&form.username, Password::new(form.password), &client)
+        .await?;
+    match step {
+        PasswordStep::Throttled { retry_after, reason } => Err(AppError::Throttled {
+            retry_after,
+            message: throttle_message(reason).into(),
         }),
-        PasswordCheck::Wrong => again(StatusCode::UNAUTHORIZED, GENERIC_FAILURE, form.username.trim()),
-        PasswordCheck::Correct => {
-            let user = user.ok_or_else(|| AppError::internal(anyhow::anyhow!("correct password without a user")))?;
-            if let Some(pw) = rehash_with {
-                let (id, old) = (user.id, user.password_hash.clone());
-                let new = hash_password(&state, pw).await?;
-                state.db.run(move |c| users::rehash_password(c, id, &old, &new)).await?;
-            }
-            let now = state.clock.now();
-            if user.mfa_enabled() {
-                session.begin_second_factor(&(&user).into(), now, next.as_deref());
-                return Ok(redirect("/login/two-factor"));
-            }
-            complete_sign_in(&state, &session, &user, &client, now, next.as_deref()).await
+        PasswordStep::Wrong => again(StatusCode::UNAUTHORIZED, GENERIC_FAILURE, form.username.trim()),
+        PasswordStep::SecondStep { pending, protected } => {
+            session.begin_second_factor(&pending, protected, next.as_deref());
+            Ok(redirect("/login/two-factor"))
         }
+        PasswordStep::SignedIn(done) => finish_sign_in(
+            &state,
+            &session,
+            &done,
+            &client.address.shown,
+            &client.user_agent,
+            next.as_deref(),
+        ),
     }
+}
+
+/// The words for a refused sign-in, by reason.
+pub fn throttle_message(reason: ThrottleReason) -> &'static str {
+    match reason {
+        ThrottleReason::AccountFromNetwork => "Too many sign-in attempts for this account from your network.",
+        ThrottleReason::NetworkBusy => "Too many sign-in attempts from your network right now.",
+        ThrottleReason::AccountProtected => {
+            "This account is protected after many failed sign-in attempts from elsewhere, and this network has failed too. Sign in from a browser you have used before, or turn on two-factor authentication: with it, a protected account still lets you in."
+        }
+        ThrottleReason::ThisBrowser => "Too many incorrect passwords from this browser.",
+        ThrottleReason::ThisSession => "Too many incorrect passwords.",
+    }
+}
+
+/// The last step of every sign-in, whatever the factors were: the session
+/// re-keyed and signed in, the known-browser cookie set, and on to `next`
+/// (a same-site path) or the dashboard.
+pub fn finish_sign_in(
+    state: &AppState,
+    session: &Session,
+    done: &SignedIn,
+    address: &str,
+    user_agent: &Option<String>,
+    next: Option<&str>,
+) -> Result<HttpResponse, AppError> {
+    session.sign_in(
+        &SignInAs {
+            user: done.user.id,
+            epoch: done.user.session_epoch,
+            password_at: done.password_at,
+            address,
+            user_agent: user_agent.as_deref(),
+        },
+        state.clock.time(),
+    );
+    let to = safe_next(next).unwrap_or_else(|| "/".into());
+    let mut resp = redirect(&to);
+    resp.add_cookie(&browser_cookie(&done.browser_token, state.secure_cookies))
+        .map_err(AppError::internal)?;
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -135,10 +159,12 @@ pub async fn logout(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     if let Some(uid) = session.user_id() {
-        let mut event = Client::of(&req).event(Kind::LoggedOut, None);
+        let mut event = client(&req).event(Kind::LoggedOut, None);
         event.user_id = Some(uid);
-        let now = state.clock.now();
-        state.db.run(move |c| events::record(c, &event, now)).await?;
+        state.auth.record_event(event).await?;
+    }
+    if let Some(pending) = session.text(crate::web::session::keys::PENDING) {
+        state.auth.cancel_sign_in(&pending).await?;
     }
     // Deletes the server-side row: a copy of the cookie is worthless now.
     session.purge();

@@ -5,45 +5,39 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use super::sudo::{Prompt, require};
+use super::two_factor::{MAX_CODE_INPUT, refusal_message};
+use crate::auth::account::Disable;
+use crate::auth::factors::{InputKind, Refusal, Rejected};
+use crate::auth::totp::{ConfirmOutcome, TotpSetup};
 use crate::core::qr;
 use crate::core::recovery::RecoveryCode;
-use crate::core::totp::{self, TotpCode, TotpSecret};
-use crate::db::events::{self, Kind};
-use crate::db::mfa::{self, ConfirmOutcome};
-use crate::db::sessions;
+use crate::core::totp;
 use crate::web::AppState;
-use crate::web::auth::{Client, CodeUse, FactorCheck, SignedIn, check_second_factor, factor_message, secret_context};
 use crate::web::error::AppError;
+use crate::web::extract::{SignedIn, client};
+use crate::web::format::format_time;
 use crate::web::forms::Posted;
-use crate::web::pages::{
-    MfaDisablePage, MfaSetupPage, MfaTabPage, Nav, Page, RecoveryCodesPage, Tab, format_time, ok, redirect, render,
-};
+use crate::web::pages::{MfaDisablePage, MfaSetupPage, MfaTabPage, Nav, Page, RecoveryCodesPage, Tab};
+use crate::web::responses::{ok, redirect, render};
 use crate::web::session::{Flash, SessionExt, keys};
 
-/// An unconfirmed secret is good for this long.
-pub const ENROLMENT_SECONDS: i64 = 10 * 60;
 const TAB: &str = "/settings/account/mfa";
 const TITLE: &str = "Multi-factor authentication";
-const MAX_CODE_INPUT: usize = 64;
 
 fn page(req: &HttpRequest, me: &SignedIn) -> Page {
     Page::signed_in(req, me, Nav::AccountSettings, TITLE)
 }
 
 pub async fn tab(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let id = me.user.id;
-    let left = state.db.read(move |c| mfa::remaining_recovery_codes(c, id)).await?;
+    let overview = state.auth.mfa_overview(&me.user).await?;
     ok(&MfaTabPage {
         page: page(&req, &me),
         tab: Tab::Mfa,
-        enabled: me.user.mfa_enabled(),
-        enabled_since: me
-            .user
-            .totp_enabled_at
-            .filter(|_| me.user.mfa_enabled())
-            .map(format_time),
-        recovery_codes_left: left,
-        generation: me.user.recovery_codes_generation,
+        enabled: overview.enabled(),
+        enabled_since: overview.enabled_since.map(format_time),
+        recovery_codes_left: overview.recovery_codes_left,
+        generation: overview.codes_generation,
     })
 }
 
@@ -59,45 +53,37 @@ pub async fn enable(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if me.user.mfa_enabled() {
+    if me.mfa_on {
         me.session
             .set_flash(Flash::info("Two-factor authentication is already on."));
         return Ok(redirect(TAB));
     }
-    if let Some(prompt) = crate::web::sudo::require(
-        &req,
-        &me,
-        &state,
-        form.password,
-        crate::web::sudo::Prompt {
-            action: "/settings/account/mfa/enable".into(),
-            purpose: "turn on two-factor authentication",
-            hidden: vec![],
-            in_mfa_tab: true,
-        },
-    )
-    .await?
-    {
+    let prompt = Prompt {
+        action: "/settings/account/mfa/enable".into(),
+        purpose: "turn on two-factor authentication",
+        hidden: vec![],
+        in_mfa_tab: true,
+    };
+    if let Some(prompt) = require(&req, &me, &state, form.password, prompt).await? {
         return Ok(prompt);
     }
-    let secret = TotpSecret::generate();
-    let sealed = state.keys.seal(secret.as_bytes(), &secret_context(me.user.id));
-    let now = state.clock.now();
-    let id = me.user.id;
-    state.db.run(move |c| mfa::start_enrolment(c, id, &sealed, now)).await?;
-    setup_page(&req, &me, &state, &secret, now, StatusCode::OK, None)
+    let Some(setup) = state.auth.start_totp(&me.user, &me.sid).await? else {
+        me.session
+            .set_flash(Flash::info("Two-factor authentication is already on."));
+        return Ok(redirect(TAB));
+    };
+    setup_page(&req, &me, &state, &setup, StatusCode::OK, None)
 }
 
 fn setup_page(
     req: &HttpRequest,
     me: &SignedIn,
     state: &AppState,
-    secret: &TotpSecret,
-    started: i64,
+    setup: &TotpSetup,
     status: StatusCode,
     flash: Option<Flash>,
 ) -> Result<HttpResponse, AppError> {
-    let uri = totp::otpauth_uri(&state.issuer, &me.user.username, secret);
+    let uri = totp::otpauth_uri(&state.auth.settings().issuer, &me.user.username, &setup.secret);
     let qr_svg = qr::svg(
         &uri,
         "mfa-qr",
@@ -114,9 +100,9 @@ fn setup_page(
             page: p,
             tab: Tab::Mfa,
             qr_svg,
-            secret_grouped: secret.to_grouped(),
+            secret_grouped: setup.secret.to_grouped(),
             uri,
-            expires: format_time(started + ENROLMENT_SECONDS),
+            expires: format_time(setup.expires_at.0),
         },
     )
 }
@@ -134,82 +120,54 @@ pub async fn confirm(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if me.user.mfa_enabled() {
-        me.session
-            .set_flash(Flash::info("Two-factor authentication is already on."));
-        return Ok(redirect(TAB));
-    }
-    let now = state.clock.now();
-    let id = me.user.id;
-    let not_before = now - ENROLMENT_SECONDS;
-    let Some(enrolment) = state
-        .db
-        .read(move |c| mfa::pending_enrolment(c, id, not_before))
-        .await?
-    else {
-        me.session.set_flash(Flash::error(
-            "Your setup expired before it was confirmed (it is valid for 10 minutes). Click Enable to start again with a new QR code.",
-        ));
-        return Ok(redirect(TAB));
+    let code = if form.code.len() <= MAX_CODE_INPUT {
+        form.code.as_str()
+    } else {
+        ""
     };
-    let bytes = state
-        .keys
-        .open(&enrolment.secret_sealed, &secret_context(id))
-        .map_err(AppError::internal)?;
-    let secret = TotpSecret::from_bytes(&bytes)
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("pending secret has the wrong length")))?;
-    let retry = |status: StatusCode, message: &str| {
-        setup_page(
-            &req,
-            &me,
-            &state,
-            &secret,
-            enrolment.created_at,
-            status,
-            Some(Flash::error(message)),
-        )
+    let outcome = state.auth.confirm_totp(&me.user, &me.sid, code, &client(&req)).await?;
+    let retry = |setup: &TotpSetup, status: StatusCode, message: String| {
+        setup_page(&req, &me, &state, setup, status, Some(Flash::error(message)))
     };
-    let code = match (form.code.len() <= MAX_CODE_INPUT)
-        .then(|| TotpCode::parse(&form.code))
-        .flatten()
-    {
-        Some(c) => c,
-        None => {
-            return retry(
-                StatusCode::BAD_REQUEST,
-                "Enter the 6-digit code that your authenticator app shows for Latchkey.",
-            );
-        }
-    };
-    let Some(step) = secret.verify(&code, now, state.totp_skew) else {
-        return retry(StatusCode::UNPROCESSABLE_ENTITY, factor_message(&FactorCheck::Wrong));
-    };
-    let step = i64::try_from(step).map_err(AppError::internal)?;
-    let codes = RecoveryCode::generate_set();
-    let hashes: Vec<String> = codes.iter().map(|c| state.keys.recovery_hash(c.canonical())).collect();
-    let sealed = enrolment.secret_sealed.clone();
-    let event = Client::of(&req).event(Kind::MfaEnabled, Some(&me.user));
-    let outcome = state
-        .db
-        .run(move |c| {
-            let outcome = mfa::confirm_enrolment(c, id, &sealed, not_before, step, &hashes, now)?;
-            if outcome == ConfirmOutcome::Enabled {
-                events::record(c, &event, now)?;
-            }
-            Ok(outcome)
-        })
-        .await?;
     match outcome {
-        ConfirmOutcome::Enabled => codes_page(&req, &me, &codes, true),
-        ConfirmOutcome::AlreadyEnabled => {
+        ConfirmOutcome::Confirmed { codes: Some(codes) } => codes_page(&req, &me, &codes, true),
+        ConfirmOutcome::Confirmed { codes: None } => {
             me.session
-                .set_flash(Flash::info("Two-factor authentication is already on."));
+                .set_flash(Flash::success("Your authenticator app was added."));
             Ok(redirect(TAB))
         }
-        ConfirmOutcome::NoLongerPending => {
+        ConfirmOutcome::Malformed(setup) => retry(
+            &setup,
+            StatusCode::BAD_REQUEST,
+            "Enter the 6-digit code that your authenticator app shows for Latchkey.".into(),
+        ),
+        ConfirmOutcome::Wrong(setup) => {
+            let left = setup.attempts_left;
+            retry(
+                &setup,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{} {left} attempt{} left with this QR code.",
+                    refusal_message(Refusal::Wrong(InputKind::Totp)),
+                    if left == 1 { "" } else { "s" }
+                ),
+            )
+        }
+        ConfirmOutcome::Ended => {
             me.session.set_flash(Flash::error(
-                "That setup is no longer pending (it expired or was replaced). Click Enable to start again.",
+                "Too many incorrect codes for this setup, so it was cancelled. Click Enable to start again with a new QR code.",
             ));
+            Ok(redirect(TAB))
+        }
+        ConfirmOutcome::NotPending => {
+            me.session.set_flash(Flash::error(
+                "Your setup expired before it was confirmed (it is valid for 10 minutes), or was replaced. Click Enable to start again with a new QR code.",
+            ));
+            Ok(redirect(TAB))
+        }
+        ConfirmOutcome::AlreadyOn => {
+            me.session
+                .set_flash(Flash::info("Two-factor authentication is already on."));
             Ok(redirect(TAB))
         }
     }
@@ -242,11 +200,11 @@ fn codes_page(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PlainForm {}
+pub struct NoFields {}
 
 /// `POST …/recovery-codes/copied`: the user says they kept the codes.
-pub async fn codes_copied(Posted { who: me, form: _ }: Posted<SignedIn, PlainForm>) -> Result<HttpResponse, AppError> {
-    if me.user.mfa_enabled() {
+pub async fn codes_copied(Posted { who: me, form: _ }: Posted<SignedIn, NoFields>) -> Result<HttpResponse, AppError> {
+    if me.mfa_on {
         me.session.set_flash(Flash::success(
             "Two-factor authentication is on. From now on, signing in asks for a code from your app.",
         ));
@@ -258,7 +216,7 @@ pub async fn codes_copied(Posted { who: me, form: _ }: Posted<SignedIn, PlainFor
 #[serde(deny_unknown_fields)]
 pub struct RegenerateForm {
     password: Option<String>,
-    /// The generation of codes the page showed (see `mfa::replace_recovery_codes`).
+    /// The generation of codes the page showed (see `regenerate_recovery_codes`).
     generation: Option<i64>,
 }
 
@@ -268,13 +226,13 @@ pub async fn regenerate_codes(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if !me.user.mfa_enabled() {
+    if !me.mfa_on {
         me.session
             .set_flash(Flash::error("Turn on two-factor authentication first."));
         return Ok(redirect(TAB));
     }
     let generation = form.generation;
-    let prompt = crate::web::sudo::Prompt {
+    let prompt = Prompt {
         action: "/settings/account/mfa/recovery-codes".into(),
         purpose: "generate new recovery codes",
         hidden: generation
@@ -282,31 +240,29 @@ pub async fn regenerate_codes(
             .unwrap_or_default(),
         in_mfa_tab: true,
     };
-    if let Some(prompt) = crate::web::sudo::require(&req, &me, &state, form.password, prompt).await? {
+    if let Some(prompt) = require(&req, &me, &state, form.password, prompt).await? {
         return Ok(prompt);
     }
-    let codes = RecoveryCode::generate_set();
-    let hashes: Vec<String> = codes.iter().map(|c| state.keys.recovery_hash(c.canonical())).collect();
-    let now = state.clock.now();
-    let id = me.user.id;
-    let event = Client::of(&req).event(Kind::RecoveryCodesRegenerated, Some(&me.user));
-    let replaced = state
-        .db
-        .run(move |c| {
-            let replaced = mfa::replace_recovery_codes(c, id, generation, &hashes, now)?;
-            if replaced {
-                events::record(c, &event, now)?;
-            }
-            Ok(replaced)
-        })
-        .await?;
-    if !replaced {
+    let Some(codes) = state
+        .auth
+        .regenerate_recovery_codes(&me.user, generation, &client(&req))
+        .await?
+    else {
         me.session.set_flash(Flash::error(
             "Your recovery codes were just replaced by another request (a second click, or another tab), so these were not made. Use the codes that request showed, or generate a new set now.",
         ));
         return Ok(redirect(TAB));
-    }
+    };
     codes_page(&req, &me, &codes, false)
+}
+
+fn disable_prompt() -> Prompt {
+    Prompt {
+        action: "/settings/account/mfa/disable".into(),
+        purpose: "turn off two-factor authentication",
+        hidden: vec![],
+        in_mfa_tab: true,
+    }
 }
 
 /// `GET …/disable`: the confirmation page (after the password, if stale).
@@ -315,25 +271,12 @@ pub async fn disable_form(
     me: SignedIn,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if !me.user.mfa_enabled() {
+    if !me.mfa_on {
         me.session
             .set_flash(Flash::info("Two-factor authentication is already off."));
         return Ok(redirect(TAB));
     }
-    if let Some(prompt) = crate::web::sudo::require(
-        &req,
-        &me,
-        &state,
-        None,
-        crate::web::sudo::Prompt {
-            action: "/settings/account/mfa/disable".into(),
-            purpose: "turn off two-factor authentication",
-            hidden: vec![],
-            in_mfa_tab: true,
-        },
-    )
-    .await?
-    {
+    if let Some(prompt) = require(&req, &me, &state, None, disable_prompt()).await? {
         return Ok(prompt);
     }
     ok(&MfaDisablePage {
@@ -356,33 +299,18 @@ pub async fn disable(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if !me.user.mfa_enabled() {
+    if !me.mfa_on {
         me.session
             .set_flash(Flash::info("Two-factor authentication is already off."));
         return Ok(redirect(TAB));
     }
-    let action = "/settings/account/mfa/disable";
-    let purpose = "turn off two-factor authentication";
     let had_password = form.password.is_some();
-    if let Some(prompt) = crate::web::sudo::require(
-        &req,
-        &me,
-        &state,
-        form.password,
-        crate::web::sudo::Prompt {
-            action: action.into(),
-            purpose,
-            hidden: vec![],
-            in_mfa_tab: true,
-        },
-    )
-    .await?
-    {
+    if let Some(prompt) = require(&req, &me, &state, form.password, disable_prompt()).await? {
         return Ok(prompt);
     }
     if had_password && form.code.is_none() {
         // The password prompt was answered: on to the confirmation page.
-        return Ok(redirect(action));
+        return Ok(redirect("/settings/account/mfa/disable"));
     }
     let again = |status: StatusCode, message: &str| {
         render(
@@ -400,43 +328,28 @@ pub async fn disable(
             "Enter a current code from your authenticator app, or a recovery code, to confirm.",
         );
     }
-    let client = Client::of(&req);
-    match check_second_factor(&state, &me.user, &code, &client, CodeUse::Confirm).await? {
-        FactorCheck::Totp | FactorCheck::Recovery => {}
-        FactorCheck::Throttled(wait) => {
-            return Err(AppError::Throttled {
-                retry_after: wait,
-                message: "Too many incorrect codes.".into(),
-            });
+    match state.auth.disable_mfa(&me.user, &code, &client(&req)).await? {
+        Disable::Done { epoch } => {
+            me.session.rekey();
+            let _ = me.session.insert(keys::EPOCH, epoch.0);
+            me.session.set_flash(Flash::success(
+                "Two-factor authentication is off. Its secret and recovery codes were deleted, and your other sessions were signed out.",
+            ));
+            Ok(redirect(TAB))
         }
-        FactorCheck::Malformed => return again(StatusCode::BAD_REQUEST, factor_message(&FactorCheck::Malformed)),
-        other => return again(StatusCode::UNAUTHORIZED, factor_message(&other)),
+        Disable::AlreadyOff => {
+            me.session.set_flash(Flash::info(
+                "Two-factor authentication had already been turned off or changed; nothing was done.",
+            ));
+            Ok(redirect(TAB))
+        }
+        Disable::Refused(Rejected::Throttled(wait)) => Err(AppError::Throttled {
+            retry_after: wait,
+            message: "Too many incorrect codes.".into(),
+        }),
+        Disable::Refused(Rejected::Refused(Refusal::Malformed)) => {
+            again(StatusCode::BAD_REQUEST, refusal_message(Refusal::Malformed))
+        }
+        Disable::Refused(Rejected::Refused(refusal)) => again(StatusCode::UNAUTHORIZED, refusal_message(refusal)),
     }
-    let now = state.clock.now();
-    let id = me.user.id;
-    let event = client.event(Kind::MfaDisabled, Some(&me.user));
-    let verified_secret = me.user.totp_secret_sealed.clone();
-    let disabled = state
-        .db
-        .run(move |c| {
-            if !mfa::disable(c, id, verified_secret.as_deref())? {
-                return Ok(None);
-            }
-            events::record(c, &event, now)?;
-            // Sign the user out everywhere; this session goes on under a new key.
-            Ok(sessions::revoke_all(c, id, None)?.map(|(_, epoch)| epoch))
-        })
-        .await?;
-    let Some(new_epoch) = disabled else {
-        me.session.set_flash(Flash::info(
-            "Two-factor authentication had already been turned off or changed; nothing was done.",
-        ));
-        return Ok(redirect(TAB));
-    };
-    me.session.rekey();
-    let _ = me.session.insert(keys::EPOCH, new_epoch);
-    me.session.set_flash(Flash::success(
-        "Two-factor authentication is off. Its secret and recovery codes were deleted, and your other sessions were signed out.",
-    ));
-    Ok(redirect(TAB))
 }

@@ -2,17 +2,19 @@
 
 mod account;
 mod admin;
+mod assets;
 mod health;
 mod login;
 mod mfa;
 mod setup;
+mod sudo;
 mod two_factor;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/static/{version}/{name}", web::get().to(super::assets::serve))
+        .route("/static/{version}/{name}", web::get().to(assets::serve))
         .route("/login", web::get().to(login::form))
         .route("/login", web::post().to(login::submit))
         .route("/login/two-factor", web::get().to(two_factor::form))
@@ -38,12 +40,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/settings/account/mfa/disable", web::get().to(mfa::disable_form))
         .route("/settings/account/mfa/disable", web::post().to(mfa::disable))
-        .route("/settings/account/sudo", web::get().to(super::sudo::prompt_form))
-        .route("/settings/account/sudo", web::post().to(super::sudo::prompt_submit))
+        .route("/settings/account/sudo", web::get().to(sudo::prompt_form))
+        .route("/settings/account/sudo", web::post().to(sudo::prompt_submit))
         .route("/settings/account/sessions", web::get().to(account::sessions_tab))
         .route(
             "/settings/account/sessions/revoke-others",
             web::post().to(account::revoke_other_sessions),
+        )
+        .route(
+            "/settings/account/browsers/{id}/forget",
+            web::post().to(account::forget_browser),
+        )
+        .route(
+            "/settings/account/browsers/forget",
+            web::post().to(account::forget_all_browsers),
         )
         .route(
             "/settings/account/security-log",

@@ -7,14 +7,14 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::core::password;
+use crate::core::types::Password;
 use crate::core::username::Username;
-use crate::db::events::{self, Kind};
-use crate::db::setup::{self, SetupError};
 use crate::web::AppState;
-use crate::web::auth::{Client, hash_password};
 use crate::web::error::AppError;
+use crate::web::extract::client;
 use crate::web::forms::Protected;
-use crate::web::pages::{Nav, Page, SetupPage, ok, redirect, render};
+use crate::web::pages::{Nav, Page, SetupPage};
+use crate::web::responses::{ok, redirect, render};
 use crate::web::session::{Flash, SessionExt};
 
 pub fn token_hash(token: &str) -> String {
@@ -32,8 +32,7 @@ pub async fn form(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let token = path.into_inner();
-    let h = token_hash(&token);
-    if !state.db.read(move |c| setup::is_valid(c, &h)).await? {
+    if !state.auth.setup_link_valid(token_hash(&token)).await? {
         return Err(spent());
     }
     let page = Page::new(&req, &session, None, Nav::None, "Create the administrator");
@@ -60,7 +59,6 @@ pub async fn submit(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let token = path.into_inner();
-    let h = token_hash(&token);
     let again = |message: String, username: &str| {
         let page =
             Page::new(&req, &session, None, Nav::None, "Create the administrator").with_flash(Flash::error(message));
@@ -73,8 +71,7 @@ pub async fn submit(
             },
         )
     };
-    let probe = h.clone();
-    if !state.db.read(move |c| setup::is_valid(c, &probe)).await? {
+    if !state.auth.setup_link_valid(token_hash(&token)).await? {
         return Err(spent());
     }
     let name = match Username::parse(&form.username) {
@@ -87,24 +84,12 @@ pub async fn submit(
     if form.password != form.password_confirm {
         return again("The two passwords do not match.".into(), name.as_str());
     }
-    let hash = hash_password(&state, form.password).await?;
-    let now = state.clock.now();
-    let client = Client::of(&req);
-    let result = state
-        .db
-        .run(move |c| {
-            Ok(match setup::complete(c, &h, name.as_str(), &hash, now) {
-                Ok(user) => {
-                    events::record(c, &client.event(Kind::SetupCompleted, Some(&user)), now)?;
-                    Ok(user)
-                }
-                Err(SetupError::Db(e)) => return Err(e),
-                Err(e) => Err(e),
-            })
-        })
+    let created = state
+        .auth
+        .complete_setup(token_hash(&token), &name, Password::new(form.password), &client(&req))
         .await?;
-    match result {
-        Ok(user) => {
+    match created {
+        Some(user) => {
             tracing::info!(username = %user.username, "first administrator created; the setup link is spent");
             session.set_flash(Flash::success(format!(
                 "Administrator “{}” created. Sign in with the password you just chose.",
@@ -112,6 +97,6 @@ pub async fn submit(
             )));
             Ok(redirect("/login"))
         }
-        Err(_) => Err(spent()),
+        None => Err(spent()),
     }
 }

@@ -4,22 +4,43 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use crate::db::users;
+use crate::auth::factors::{InputKind, Refusal};
+use crate::auth::sign_in::CodeStep;
+use crate::core::limits::PENDING_MAX_ATTEMPTS;
 use crate::web::AppState;
-use crate::web::auth::{
-    Client, CodeUse, FactorCheck, PendingLogin, check_second_factor, factor_message, finish_sign_in,
-};
 use crate::web::error::AppError;
+use crate::web::extract::{PendingLogin, client};
 use crate::web::forms::Posted;
-use crate::web::pages::{Nav, Page, TwoFactorPage, ok, redirect, render};
-use crate::web::session::{self, Flash, SessionExt, keys};
+use crate::web::pages::{Nav, Page, TwoFactorPage};
+use crate::web::responses::{ok, redirect, render};
+use crate::web::session::{Flash, SessionExt, keys};
 
 /// Longest input worth looking at: a recovery code with generous spacing.
-const MAX_CODE_INPUT: usize = 64;
+pub const MAX_CODE_INPUT: usize = 64;
 
-pub async fn form(req: HttpRequest, pending: PendingLogin) -> Result<HttpResponse, AppError> {
-    let page = Page::new(&req, &pending.session, None, Nav::None, "Two-factor authentication");
-    ok(&TwoFactorPage { page })
+const TITLE: &str = "Two-factor authentication";
+
+fn start_over(pending: &PendingLogin, message: &str) -> HttpResponse {
+    pending.session.clear();
+    pending.session.set_flash(Flash::error(message));
+    redirect("/login")
+}
+
+const TOO_SLOW: &str = "Your sign-in took too long to finish. Enter your username and password again.";
+
+pub async fn form(
+    req: HttpRequest,
+    pending: PendingLogin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    if state.auth.pending_sign_in(&pending.pending).await?.is_none() {
+        return Ok(start_over(&pending, TOO_SLOW));
+    }
+    let page = Page::new(&req, &pending.session, None, Nav::None, TITLE);
+    ok(&TwoFactorPage {
+        page,
+        protected: pending.protected,
+    })
 }
 
 #[derive(Deserialize)]
@@ -34,55 +55,76 @@ pub async fn submit(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let session = &pending.session;
-    let again = |status: StatusCode, message: &str| {
-        let page =
-            Page::new(&req, session, None, Nav::None, "Two-factor authentication").with_flash(Flash::error(message));
-        render(status, &TwoFactorPage { page })
+    let again = |status: StatusCode, message: String| {
+        let page = Page::new(&req, session, None, Nav::None, TITLE).with_flash(Flash::error(message));
+        render(
+            status,
+            &TwoFactorPage {
+                page,
+                protected: pending.protected,
+            },
+        )
     };
     if form.code.len() > MAX_CODE_INPUT {
-        return again(StatusCode::BAD_REQUEST, factor_message(&FactorCheck::Malformed));
+        return again(StatusCode::BAD_REQUEST, refusal_message(Refusal::Malformed).into());
     }
-    let user_id = pending.user_id;
-    let user = state.db.read(move |c| users::find(c, user_id)).await?;
-    // The account went away, its 2FA was reset, or all its sessions were
-    // revoked (password change) since the password was checked.
-    let Some(user) = user.filter(|u| u.mfa_enabled() && u.session_epoch == pending.epoch) else {
-        // The account went away or its 2FA was reset meanwhile: start over.
-        session.clear();
-        session.set_flash(Flash::info("Please sign in again."));
-        return Ok(redirect("/login"));
-    };
-    let client = Client::of(&req);
-    let check = check_second_factor(&state, &user, &form.code, &client, CodeUse::SignIn).await?;
-    match check {
-        FactorCheck::Totp | FactorCheck::Recovery => {
-            if check == FactorCheck::Recovery {
-                session.set_flash(Flash::info(
-                    "You signed in with a recovery code. It cannot be used again; check how many you have left under Settings.",
-                ));
+    let client = client(&req);
+    match state.auth.submit_code(&pending.pending, &form.code, &client).await? {
+        CodeStep::SignedIn(done) => {
+            if let Some(left) = done.recovery_codes_left {
+                session.set_flash(Flash::info(format!(
+                    "You signed in with a recovery code. It cannot be used again; you have {left} left. Generate new ones under Settings → My account settings → Multi-factor authentication."
+                )));
             }
-            let next = session.get::<String>(keys::NEXT).ok().flatten();
-            let password_at = session.int(keys::PASSWORD_AT);
-            // The sign-in was recorded with the code's acceptance.
-            let now = state.clock.now();
-            finish_sign_in(&state, session, &user, &client, now, password_at, next.as_deref())
+            let next = session.text(keys::NEXT);
+            super::login::finish_sign_in(
+                &state,
+                session,
+                &done,
+                &client.address.shown,
+                &client.user_agent,
+                next.as_deref(),
+            )
         }
-        FactorCheck::Throttled(wait) => Err(AppError::Throttled {
+        CodeStep::Throttled(wait) => Err(AppError::Throttled {
             retry_after: wait,
             message: "Too many incorrect codes for this account.".into(),
         }),
-        FactorCheck::Malformed => again(StatusCode::BAD_REQUEST, factor_message(&check)),
-        FactorCheck::Wrong | FactorCheck::Replayed => {
-            let failures = session.int(keys::PENDING_FAILURES) + 1;
-            if failures >= i64::from(session::PENDING_MAX_FAILURES) {
-                session.clear();
-                session.set_flash(Flash::error(
-                    "Too many incorrect codes. For your security, enter your username and password again.",
+        CodeStep::Refused {
+            refusal: Refusal::Malformed,
+            ..
+        } => again(StatusCode::BAD_REQUEST, refusal_message(Refusal::Malformed).into()),
+        CodeStep::Refused { refusal, attempts_left } => {
+            let mut message = refusal_message(refusal).to_string();
+            if attempts_left < PENDING_MAX_ATTEMPTS - 1 {
+                message.push_str(&format!(
+                    " {attempts_left} attempt{} left before you must sign in again.",
+                    if attempts_left == 1 { "" } else { "s" }
                 ));
-                return Ok(redirect("/login"));
             }
-            let _ = session.insert(keys::PENDING_FAILURES, failures);
-            again(StatusCode::UNAUTHORIZED, factor_message(&check))
+            again(StatusCode::UNAUTHORIZED, message)
+        }
+        CodeStep::Ended => Ok(start_over(
+            &pending,
+            "Too many incorrect codes. For your security, enter your username and password again.",
+        )),
+        CodeStep::Gone => Ok(start_over(&pending, TOO_SLOW)),
+    }
+}
+
+/// The message for a refused code, the same on every page that asks for
+/// one, and fitting what was typed.
+pub fn refusal_message(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::Malformed => {
+            "Enter the 6-digit code from your authenticator app, or one of your recovery codes (like ABCDE-FGHJK-LMNPQ)."
+        }
+        Refusal::Replayed => "That code was already used. Wait for the next code to appear in your app, then enter it.",
+        Refusal::Wrong(InputKind::RecoveryCode) => {
+            "That recovery code was not accepted. Check it against your saved list: each code works only once."
+        }
+        Refusal::Wrong(_) => {
+            "That code was not accepted. Codes change every 30 seconds: enter the one your app shows now, and check that your phone sets its time automatically."
         }
     }
 }

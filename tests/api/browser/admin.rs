@@ -60,7 +60,7 @@ async fn log_column(ui: &Ui, n: usize) -> WebDriverResult<Vec<String>> {
     Ok(cells)
 }
 
-async fn walk(ui: &Ui, bob: i64) -> WebDriverResult<()> {
+async fn walk(ui: &Ui, bob: crate::helpers::UserId) -> WebDriverResult<()> {
     // The administrator signs in: Users and Security log are in the sidebar.
     ui.goto("/login").await?;
     sign_in(ui, "root", PASSWORD).await?;

@@ -6,14 +6,16 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::AppState;
-use super::auth::{Client, PasswordCheck, SignedIn, check_password};
-use super::error::AppError;
-use super::forms::Posted;
-use super::pages::{Nav, Page, SudoPage, Tab, redirect, render};
-use super::session::{Flash, keys, safe_next};
+use crate::auth::account::Confirmed;
 use crate::core::password;
-use crate::db::events::Kind;
+use crate::core::types::Password;
+use crate::web::AppState;
+use crate::web::error::AppError;
+use crate::web::extract::{SignedIn, client};
+use crate::web::forms::Posted;
+use crate::web::pages::{Nav, Page, SudoPage, Tab};
+use crate::web::responses::{redirect, render};
+use crate::web::session::{Flash, keys, safe_next};
 
 /// The generic prompt's own address; it continues to `next`.
 pub const PROMPT_PATH: &str = "/settings/account/sudo";
@@ -40,7 +42,7 @@ pub async fn require(
     password: Option<String>,
     prompt: Prompt,
 ) -> Result<Option<HttpResponse>, AppError> {
-    let now = state.clock.now();
+    let now = state.clock.time();
     if me.sudo_fresh(now) {
         return Ok(None);
     }
@@ -76,26 +78,20 @@ pub async fn require(
             Some(Flash::error("That password is not correct.")),
         );
     }
-    let client = Client::of(req);
-    match check_password(
-        state,
-        &me.user.username,
-        Some(&me.user),
-        password,
-        &client,
-        Kind::SudoFailed,
-    )
-    .await?
+    match state
+        .auth
+        .confirm_password(&me.user, &me.sid, Password::new(password), &client(req))
+        .await?
     {
-        PasswordCheck::Correct => {
-            let _ = me.session.insert(keys::PASSWORD_AT, now);
+        Confirmed::Yes => {
+            let _ = me.session.insert(keys::PASSWORD_AT, now.0);
             Ok(None)
         }
-        PasswordCheck::Wrong => show(
+        Confirmed::WrongPassword => show(
             StatusCode::UNAUTHORIZED,
             Some(Flash::error("That password is not correct.")),
         ),
-        PasswordCheck::Throttled(wait) => Err(AppError::Throttled {
+        Confirmed::Throttled(wait) => Err(AppError::Throttled {
             retry_after: wait,
             message: "Too many incorrect passwords.".into(),
         }),
@@ -122,7 +118,7 @@ pub async fn prompt_form(
     query: web::Query<NextQuery>,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_next(query.next.as_deref()).unwrap_or_else(|| "/".into());
-    if me.sudo_fresh(state.clock.now()) {
+    if me.sudo_fresh(state.clock.time()) {
         return Ok(redirect(&next));
     }
     let prompt = Prompt {

@@ -1,0 +1,359 @@
+//! Signing in: the password step, the pending second step, and the
+//! completion every sign-in ends with.
+//!
+//! A sign-in whose second factor is outstanding lives in `pending_sign_ins`
+//! (the session holds only a random id): it can do nothing but take codes,
+//! dies after five wrong ones — counted in its row, atomically — or after
+//! five minutes, and is deleted by the commit that completes it, so it
+//! completes once.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use diesel::Connection as _;
+use sha2::{Digest, Sha256};
+
+use super::factors::{self, CodeInput, FactorOutcome, FactorUsed, Refusal};
+use super::password::{PasswordVerdict, Purpose, ThrottleReason};
+use super::{Auth, AuthResult, Client};
+use crate::core::limits::{KNOWN_BROWSER_SECONDS, PENDING_MAX_ATTEMPTS, PENDING_SECONDS};
+use crate::core::password;
+use crate::core::types::{Password, UnixTime};
+use crate::core::username::Username;
+use crate::db::events::{self, Kind};
+use crate::db::pending::{self, NewPending};
+use crate::db::users::{self, User};
+use crate::db::{Conn, DbError, browsers, credentials, recovery, throttles};
+
+/// A sign-in that is complete: the session may now be signed in.
+#[derive(Clone, Debug)]
+pub struct SignedIn {
+    pub user: User,
+    /// When the password was checked (for sudo mode).
+    pub password_at: UnixTime,
+    /// The known-browser token to (re)set in the browser's cookie.
+    pub browser_token: String,
+    pub factor: Option<FactorUsed>,
+    /// With a recovery code: how many are left.
+    pub recovery_codes_left: Option<i64>,
+}
+
+/// What follows the password step.
+#[derive(Debug)]
+pub enum PasswordStep {
+    /// No second factor: signed in.
+    SignedIn(Box<SignedIn>),
+    /// The code prompt comes next; the session keeps `pending` (a random
+    /// id). `protected`: the account is under attack, and the prompt
+    /// follows whether or not the password was right.
+    SecondStep {
+        pending: String,
+        protected: bool,
+    },
+    Wrong,
+    Throttled {
+        retry_after: i64,
+        reason: ThrottleReason,
+    },
+}
+
+/// What became of a code at the second step.
+#[derive(Debug)]
+pub enum CodeStep {
+    SignedIn(Box<SignedIn>),
+    Refused {
+        refusal: Refusal,
+        attempts_left: i32,
+    },
+    /// Five wrong codes: this sign-in is over; start again.
+    Ended,
+    /// Expired, or finished or revoked meanwhile: start again.
+    Gone,
+    Throttled(i64),
+}
+
+fn pending_hash(id: &str) -> String {
+    crate::core::keys::hex(&Sha256::digest(id.as_bytes()))
+}
+
+impl Auth {
+    /// The password step of `/login`.
+    pub async fn sign_in_with_password(
+        &self,
+        typed: &str,
+        password: Password,
+        client: &Client,
+    ) -> AuthResult<PasswordStep> {
+        let user = match Username::parse(typed) {
+            Ok(name) => self.db.read(move |c| users::find_by_name(c, name.as_str())).await?,
+            Err(_) => None,
+        };
+        // A hash made at another cost than the configured one is redone at
+        // sign-in, so raising the cost takes effect.
+        let rehash = user
+            .as_ref()
+            .filter(|u| password::cost_of(&u.password_hash) != Some(self.hasher.cost()))
+            .map(|_| password.clone());
+        let verdict = self
+            .check_password(typed, user.as_ref(), password, client, Purpose::SignIn)
+            .await?;
+        let now = self.now();
+        let (correct, protected) = match verdict {
+            PasswordVerdict::Throttled { retry_after, reason } => {
+                return Ok(PasswordStep::Throttled { retry_after, reason });
+            }
+            PasswordVerdict::Wrong => return Ok(PasswordStep::Wrong),
+            PasswordVerdict::Correct => (true, false),
+            PasswordVerdict::Protected { correct } => (correct, true),
+        };
+        let user = user.filter(|_| correct);
+        if let (Some(u), Some(pw)) = (&user, rehash) {
+            let new = self.hasher.hash(pw).await?;
+            let (id, old) = (u.id, u.password_hash.clone());
+            self.db.run(move |c| users::rehash_password(c, id, &old, &new)).await?;
+        }
+        let mfa_on = match &user {
+            Some(u) => {
+                let id = u.id;
+                self.db.read(move |c| credentials::has_confirmed(c, id)).await?
+            }
+            None => false,
+        };
+        if !mfa_on && !protected {
+            let user = user.ok_or_else(|| super::AuthError::internal(anyhow::anyhow!("right password, no user")))?;
+            let (client, token) = (client.clone(), self.browser_token_for(client));
+            let signed_in = self
+                .db
+                .run(move |c| c.transaction(|c| complete(c, user, &client, token, None, now, now)))
+                .await?;
+            return Ok(PasswordStep::SignedIn(Box::new(signed_in)));
+        }
+        // The code prompt: a real pending sign-in for a right password and
+        // an account with a second factor; otherwise (protected form only)
+        // one that can never complete.
+        let id = URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<32>());
+        let hash = pending_hash(&id);
+        let owner = user.filter(|_| mfa_on).map(|u| u.id);
+        let (address, agent) = (client.address.shown.clone(), client.user_agent.clone());
+        self.db
+            .run(move |c| {
+                pending::insert(
+                    c,
+                    NewPending {
+                        id_hash: &hash,
+                        user: owner,
+                        expires_at: now.plus(PENDING_SECONDS),
+                        protected,
+                        client_address: Some(&address),
+                        user_agent: agent.as_deref(),
+                    },
+                    now,
+                )
+            })
+            .await?;
+        Ok(PasswordStep::SecondStep { pending: id, protected })
+    }
+
+    /// The user a pending sign-in is for, while it is alive (`None` also for
+    /// a protected sign-in that can never complete).
+    pub async fn pending_sign_in(&self, pending: &str) -> AuthResult<Option<pending::PendingSignIn>> {
+        let (hash, now) = (pending_hash(pending), self.now());
+        Ok(self.db.read(move |c| pending::find(c, &hash, now)).await?)
+    }
+
+    /// The second step: a TOTP code or a recovery code for a pending sign-in.
+    pub async fn submit_code(&self, pending: &str, code: &str, client: &Client) -> AuthResult<CodeStep> {
+        let now = self.now();
+        let hash = pending_hash(pending);
+        let Some(row) = self.pending_sign_in(pending).await? else {
+            return Ok(CodeStep::Gone);
+        };
+        let input = CodeInput::parse(code);
+        if matches!(input, CodeInput::Malformed) {
+            return Ok(CodeStep::Refused {
+                refusal: Refusal::Malformed,
+                attempts_left: PENDING_MAX_ATTEMPTS - row.attempts,
+            });
+        }
+        let user = match row.user() {
+            Some(id) => self.db.read(move |c| users::find(c, id)).await?,
+            None => None,
+        };
+        let Some(user) = user else {
+            // A protected sign-in that cannot complete: count the attempt
+            // like any other, and refuse it like a wrong code.
+            let kind = input.kind();
+            let taken = self
+                .db
+                .run(move |c| {
+                    c.transaction(|c| {
+                        let taken = pending::take_attempt(c, &hash, now, PENDING_MAX_ATTEMPTS)?;
+                        let left = pending::find(c, &hash, now)?.map_or(0, |p| PENDING_MAX_ATTEMPTS - p.attempts);
+                        if taken && left == 0 {
+                            pending::delete(c, &hash)?;
+                        }
+                        Ok((taken, left))
+                    })
+                })
+                .await?;
+            return Ok(match taken {
+                (true, left) if left > 0 => CodeStep::Refused {
+                    refusal: Refusal::Wrong(kind),
+                    attempts_left: left,
+                },
+                (true, _) => CodeStep::Ended,
+                (false, _) => CodeStep::Gone,
+            });
+        };
+        let uid = user.id;
+        let creds = self.db.read(move |c| credentials::confirmed(c, uid)).await?;
+        let Some(prepared) = self.prepare(&user, &creds, &input)? else {
+            return Ok(CodeStep::Gone);
+        };
+        let account = self.account_key(&user.username);
+        let (client, token, kind) = (client.clone(), self.browser_token_for(client), input.kind());
+        let password_at = row.created_at;
+        let step = self
+            .db
+            .run(move |c| {
+                c.transaction(|c| {
+                    if !users::lock(c, user.id)? {
+                        return Ok(CodeStep::Gone);
+                    }
+                    // The account's lock first: a throttled attempt does not
+                    // use up one of this sign-in's five.
+                    let rule = crate::core::limits::SECOND_FACTOR_ACCOUNT;
+                    let counter = throttles::read(c, &rule, &user.id.to_string())?;
+                    if let Some(wait) = counter.and_then(|k| rule.retry_after(&k, now.0)) {
+                        return Ok(CodeStep::Throttled(wait));
+                    }
+                    if !pending::take_attempt(c, &hash, now, PENDING_MAX_ATTEMPTS)? {
+                        pending::delete(c, &hash)?;
+                        return Ok(CodeStep::Gone);
+                    }
+                    match factors::attempt(c, &user, &account, kind, &prepared, &client, now)? {
+                        FactorOutcome::Accepted(used) => {
+                            if !pending::delete(c, &hash)? {
+                                return Ok(CodeStep::Gone);
+                            }
+                            let done = complete(c, user, &client, token, Some(used), password_at, now)?;
+                            Ok(CodeStep::SignedIn(Box::new(done)))
+                        }
+                        FactorOutcome::Throttled(wait) => Ok(CodeStep::Throttled(wait)),
+                        FactorOutcome::Refused(refusal) => {
+                            let left = pending::find(c, &hash, now)?.map_or(0, |p| PENDING_MAX_ATTEMPTS - p.attempts);
+                            if left > 0 {
+                                return Ok(CodeStep::Refused {
+                                    refusal,
+                                    attempts_left: left,
+                                });
+                            }
+                            pending::delete(c, &hash)?;
+                            events::record(c, &client.event(Kind::SignInAbandoned, Some(&user)), now)?;
+                            Ok(CodeStep::Ended)
+                        }
+                    }
+                })
+            })
+            .await?;
+        Ok(step)
+    }
+
+    /// Abandon a pending sign-in (the user went back to the start).
+    pub async fn cancel_sign_in(&self, pending: &str) -> AuthResult<()> {
+        let hash = pending_hash(pending);
+        self.db.run(move |c| pending::delete(c, &hash).map(|_| ())).await?;
+        Ok(())
+    }
+
+    /// The known-browser token this sign-in will keep or issue: the one
+    /// the browser sent (kept if it is this user's), or a fresh one.
+    fn browser_token_for(&self, client: &Client) -> BrowserToken {
+        let fresh = URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<32>());
+        BrowserToken {
+            sent: client
+                .browser_token
+                .as_ref()
+                .map(|t| (t.clone(), self.browser_token_hash(t))),
+            fresh_hash: self.browser_token_hash(&fresh),
+            fresh,
+        }
+    }
+}
+
+/// A known-browser token: the one the browser sent (with its hash), and a
+/// fresh one in case that is not this user's.
+pub(crate) struct BrowserToken {
+    sent: Option<(String, String)>,
+    fresh: String,
+    fresh_hash: String,
+}
+
+impl Auth {
+    pub(crate) fn new_browser_token(&self, client: &Client) -> BrowserToken {
+        self.browser_token_for(client)
+    }
+}
+
+/// The end of every sign-in, in the caller's transaction: the login
+/// recorded and logged, and the browser known to the account from now on.
+pub(crate) fn complete(
+    c: &mut Conn,
+    user: User,
+    client: &Client,
+    token: BrowserToken,
+    factor: Option<FactorUsed>,
+    password_at: UnixTime,
+    now: UnixTime,
+) -> Result<SignedIn, DbError> {
+    users::record_login(c, user.id, now)?;
+    let mut event = client.event(Kind::LoginSucceeded, Some(&user));
+    event.detail = match factor {
+        Some(FactorUsed::RecoveryCode) => Some("with a recovery code".into()),
+        Some(FactorUsed::Totp(_)) => Some("with an authenticator code".into()),
+        None => None,
+    };
+    events::record(c, &event, now)?;
+    let browser_token = remember_browser(c, &user, client, token, now)?;
+    let recovery_codes_left = match factor {
+        Some(FactorUsed::RecoveryCode) => Some(recovery::remaining(c, user.id)?),
+        _ => None,
+    };
+    Ok(SignedIn {
+        user,
+        password_at,
+        browser_token,
+        factor,
+        recovery_codes_left,
+    })
+}
+
+/// Make the browser known to `user`: its token's lifetime starts again, or
+/// it gets a new token. Returns the token for the cookie.
+pub(crate) fn remember_browser(
+    c: &mut Conn,
+    user: &User,
+    client: &Client,
+    token: BrowserToken,
+    now: UnixTime,
+) -> Result<String, DbError> {
+    let expires = now.plus(KNOWN_BROWSER_SECONDS);
+    if let Some((value, hash)) = &token.sent
+        && let Some(known) = browsers::find(c, hash, now)?
+        && known.user_id == user.id
+    {
+        browsers::touch(c, known.id, now, expires)?;
+        return Ok(value.clone());
+    }
+    browsers::insert(
+        c,
+        browsers::NewBrowser {
+            user: user.id,
+            token_hash: &token.fresh_hash,
+            expires_at: expires,
+            user_agent: client.user_agent.as_deref(),
+            client_address: Some(&client.address.shown),
+        },
+        now,
+    )?;
+    Ok(token.fresh)
+}

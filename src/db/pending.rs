@@ -1,0 +1,95 @@
+//! Sign-ins waiting for their second step. The session holds a random id,
+//! this table its SHA-256 and the count of wrong codes — counted here, in
+//! one conditional statement, so wrong codes sent at once are each counted.
+
+use diesel::prelude::*;
+
+use super::{Conn, DbError};
+use crate::core::types::{UnixTime, UserId};
+use crate::schema::pending_sign_ins;
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = pending_sign_ins)]
+pub struct PendingSignIn {
+    pub id_hash: String,
+    /// `None`: a protected sign-in whose password was not right (or whose
+    /// account has no second factor): it can never complete.
+    pub user_id: Option<i64>,
+    #[diesel(deserialize_as = i64)]
+    pub created_at: UnixTime,
+    #[diesel(deserialize_as = i64)]
+    pub expires_at: UnixTime,
+    pub attempts: i32,
+    pub protected: bool,
+    pub client_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl PendingSignIn {
+    pub fn user(&self) -> Option<UserId> {
+        self.user_id.map(UserId)
+    }
+}
+
+pub struct NewPending<'a> {
+    pub id_hash: &'a str,
+    pub user: Option<UserId>,
+    pub expires_at: UnixTime,
+    pub protected: bool,
+    pub client_address: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+pub fn insert(c: &mut Conn, p: NewPending<'_>, now: UnixTime) -> Result<(), DbError> {
+    diesel::insert_into(pending_sign_ins::table)
+        .values((
+            pending_sign_ins::id_hash.eq(p.id_hash),
+            pending_sign_ins::user_id.eq(p.user.map(|u| u.0)),
+            pending_sign_ins::created_at.eq(now.0),
+            pending_sign_ins::expires_at.eq(p.expires_at.0),
+            pending_sign_ins::protected.eq(p.protected),
+            pending_sign_ins::client_address.eq(p.client_address),
+            pending_sign_ins::user_agent.eq(p.user_agent),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// The pending sign-in, while it is alive.
+pub fn find(c: &mut Conn, id_hash: &str, now: UnixTime) -> Result<Option<PendingSignIn>, DbError> {
+    Ok(pending_sign_ins::table
+        .find(id_hash)
+        .filter(pending_sign_ins::expires_at.gt(now.0))
+        .select(PendingSignIn::as_select())
+        .get_result(c)
+        .optional()?)
+}
+
+/// Take one attempt: `true` if the sign-in is alive and had attempts left.
+/// One conditional UPDATE, so five attempts at once use five of them and a
+/// sixth finds none.
+pub fn take_attempt(c: &mut Conn, id_hash: &str, now: UnixTime, max: i32) -> Result<bool, DbError> {
+    let n = diesel::update(
+        pending_sign_ins::table
+            .find(id_hash)
+            .filter(pending_sign_ins::expires_at.gt(now.0))
+            .filter(pending_sign_ins::attempts.lt(max)),
+    )
+    .set(pending_sign_ins::attempts.eq(pending_sign_ins::attempts + 1))
+    .execute(c)?;
+    Ok(n == 1)
+}
+
+/// Finish (or abandon) a pending sign-in. `false` if it was already gone —
+/// a concurrent request finished it first.
+pub fn delete(c: &mut Conn, id_hash: &str) -> Result<bool, DbError> {
+    Ok(diesel::delete(pending_sign_ins::table.find(id_hash)).execute(c)? == 1)
+}
+
+pub fn delete_for_user(c: &mut Conn, user: UserId) -> Result<usize, DbError> {
+    Ok(diesel::delete(pending_sign_ins::table.filter(pending_sign_ins::user_id.eq(user.0))).execute(c)?)
+}
+
+pub fn delete_expired(c: &mut Conn, now: UnixTime) -> Result<usize, DbError> {
+    Ok(diesel::delete(pending_sign_ins::table.filter(pending_sign_ins::expires_at.le(now.0))).execute(c)?)
+}
