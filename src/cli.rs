@@ -121,6 +121,7 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     let settings = AuthSettings {
         issuer: config.issuer.clone(),
         totp_skew: config.totp_skew,
+        public_origin: None,
     };
     actix_web::rt::System::new().block_on(async move {
         let auth = Auth::new(db, keys, config.clock.clone(), settings, config.bcrypt_cost).await?;

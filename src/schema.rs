@@ -13,6 +13,20 @@ diesel::table! {
         must_change_password -> Bool,
         session_epoch -> BigInt,
         recovery_codes_generation -> BigInt,
+        webauthn_handle -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webauthn_ceremonies (id_hash) {
+        id_hash -> Text,
+        purpose -> Text,
+        owner -> Text,
+        user_id -> Nullable<BigInt>,
+        state -> Text,
+        name -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
     }
 }
 
@@ -154,4 +168,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     security_events,
     server_keys,
     settings,
+    webauthn_ceremonies,
 );

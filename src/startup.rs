@@ -32,6 +32,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&config.bind).with_context(|| format!("cannot listen on {}", config.bind))?;
+        Self::build_on(config, listener).await
+    }
+
+    /// Like `build`, on a listener bound already (so a test can know the
+    /// port before it sets the public URL that names it).
+    pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let db = Db::open(&config.database_url)?;
         let keys = Arc::new(Keyring::load_or_create(&config.key_file).context("cannot load the server key")?);
         let fingerprints = keys.fingerprints();
@@ -55,13 +62,13 @@ impl Application {
                 AuthSettings {
                     issuer: config.issuer.clone(),
                     totp_skew: config.totp_skew,
+                    public_origin: config.public_url.as_ref().map(|u| u.origin.clone()),
                 },
                 config.bcrypt_cost,
             )
             .await?,
         );
         auth.warm_up().await?;
-        let listener = TcpListener::bind(&config.bind).with_context(|| format!("cannot listen on {}", config.bind))?;
         let address = listener.local_addr()?;
         let https = config.public_url.as_ref().is_some_and(|u| u.https);
 

@@ -22,6 +22,8 @@ use crate::db::{browsers, pending, recovery, settings};
 pub struct Standing {
     pub user: User,
     pub mfa_on: bool,
+    /// The user has a security key or passkey.
+    pub has_key: bool,
     pub policy: MfaPolicy,
 }
 
@@ -62,6 +64,19 @@ pub enum PasswordChange {
     SessionRevoked,
 }
 
+/// What became of removing one factor.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// Removed; other factors remain.
+    Removed,
+    /// Removed, and it was the last one: 2FA is off, recovery codes are
+    /// gone, and every session ended (this one goes on under `epoch`).
+    LastOne {
+        epoch: SessionEpoch,
+    },
+    NotFound,
+}
+
 /// What became of Disable MFA.
 #[derive(Debug)]
 pub enum Disable {
@@ -80,9 +95,18 @@ impl Auth {
                 let Some(user) = users::find(c, user)? else {
                     return Ok(None);
                 };
-                let mfa_on = credentials::has_confirmed(c, user.id)?;
+                let creds = credentials::confirmed(c, user.id)?;
+                let mfa_on = !creds.is_empty();
+                let has_key = creds
+                    .iter()
+                    .any(|k| k.kind() == Some(credentials::CredentialKind::WebAuthn));
                 let policy = settings::mfa_policy(c)?;
-                Ok(Some(Standing { user, mfa_on, policy }))
+                Ok(Some(Standing {
+                    user,
+                    mfa_on,
+                    has_key,
+                    policy,
+                }))
             })
             .await?)
     }
@@ -251,6 +275,67 @@ impl Auth {
             Ok(None) => Disable::AlreadyOff,
             Err(outcome) => Disable::Refused(outcome),
         })
+    }
+
+    /// Remove one factor (an authenticator app or a key). Removing the last
+    /// one turns 2FA off, as Disable MFA does — one commit.
+    pub async fn remove_factor(
+        &self,
+        user: &User,
+        id: crate::core::types::CredentialId,
+        client: &Client,
+    ) -> AuthResult<Removed> {
+        let (uid, now) = (user.id, self.now());
+        let removed = client.event(Kind::FactorRemoved, Some(user));
+        let off = client.event(Kind::MfaDisabled, Some(user));
+        Ok(self
+            .db
+            .run(move |c| {
+                c.transaction(|c| {
+                    users::lock(c, uid)?;
+                    let name = credentials::confirmed(c, uid)?
+                        .into_iter()
+                        .find(|k| k.id == id)
+                        .map(|k| k.name);
+                    let Some(name) = name else { return Ok(Removed::NotFound) };
+                    credentials::remove(c, uid, id)?;
+                    let mut e = removed;
+                    e.detail = Some(format!("“{name}”"));
+                    events::record(c, &e, now)?;
+                    if credentials::has_confirmed(c, uid)? {
+                        return Ok(Removed::Removed);
+                    }
+                    recovery::delete_all(c, uid)?;
+                    events::record(c, &off, now)?;
+                    let epoch = sessions::revoke_all(c, uid, None)?.map(|r| r.epoch).unwrap_or_default();
+                    Ok(Removed::LastOne { epoch })
+                })
+            })
+            .await?)
+    }
+
+    /// Disable MFA confirmed with a key instead of a code.
+    pub async fn disable_mfa_with_key(
+        &self,
+        user: &User,
+        owner: &str,
+        ceremony: &str,
+        response: &webauthn_rs::prelude::PublicKeyCredential,
+        client: &Client,
+    ) -> AuthResult<Result<Disable, super::webauthn::KeyRefusal>> {
+        let (id, event, now) = (user.id, client.event(Kind::MfaDisabled, Some(user)), self.now());
+        let done = self
+            .finish_key_confirmation(user, owner, ceremony, response, client, move |c| {
+                credentials::remove_all(c, id)?;
+                recovery::delete_all(c, id)?;
+                events::record(c, &event, now)?;
+                Ok(sessions::revoke_all(c, id, None)?.map(|r| r.epoch))
+            })
+            .await?;
+        Ok(done.map(|epoch| match epoch {
+            Some(epoch) => Disable::Done { epoch },
+            None => Disable::AlreadyOff,
+        }))
     }
 
     /// The account's recent events, or everyone's (with filters).

@@ -166,6 +166,7 @@ impl Auth {
                 must_change_password: temporary,
                 session_epoch: Default::default(),
                 recovery_codes_generation: 0,
+                webauthn_handle: None,
             };
             actor.event(kind, &probe)
         };
@@ -226,12 +227,13 @@ impl Auth {
         client: &Client,
         required: bool,
         grace_days: i64,
+        keys_only: bool,
     ) -> AuthResult<MfaPolicy> {
         let mut event = client.event(Kind::PolicyChanged, Some(admin));
-        event.detail = Some(if required {
-            format!("2FA required, {grace_days} days' grace")
-        } else {
-            "2FA optional".into()
+        event.detail = Some(match (required, keys_only) {
+            (true, false) => format!("2FA required, {grace_days} days' grace"),
+            (true, true) => format!("security keys or passkeys required, {grace_days} days' grace"),
+            (false, _) => "2FA optional".into(),
         });
         let now = self.now();
         Ok(self
@@ -239,12 +241,19 @@ impl Auth {
             .run(move |c| {
                 c.transaction(|c| {
                     let old = settings::mfa_policy(c)?;
-                    // Keep the start of the grace period when only its length changes.
-                    let since = if old.required && required { old.since } else { now.0 };
+                    // Keep the start of the grace period when only its length
+                    // changes; a stricter rule (keys only) starts a new one.
+                    let stricter = keys_only && !old.keys_only;
+                    let since = if old.required && required && !stricter {
+                        old.since
+                    } else {
+                        now.0
+                    };
                     let policy = MfaPolicy {
                         required,
                         since,
                         grace_days,
+                        keys_only: required && keys_only,
                     };
                     settings::set_mfa_policy(c, &policy, now)?;
                     events::record(c, &event, now)?;

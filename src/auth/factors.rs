@@ -76,6 +76,8 @@ pub enum Refusal {
 pub enum FactorUsed {
     Totp(CredentialId),
     RecoveryCode,
+    /// A security key or passkey.
+    Key(CredentialId),
 }
 
 /// The outcome of one attempt.

@@ -22,6 +22,7 @@ pub mod hashing;
 pub mod password;
 pub mod sign_in;
 pub mod totp;
+pub mod webauthn;
 
 #[cfg(test)]
 mod tests;
@@ -41,8 +42,10 @@ pub use hashing::Hasher;
 /// What the service was configured with.
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
-    /// Shown in authenticator apps.
+    /// Shown in authenticator apps and as the relying party's name.
     pub issuer: String,
+    /// `scheme://host[:port]` people use: the WebAuthn origin and relying party.
+    pub public_origin: Option<String>,
     /// TOTP steps accepted either side of now.
     pub totp_skew: u8,
 }
@@ -54,6 +57,9 @@ pub struct Auth {
     pub(crate) clock: Clock,
     pub(crate) settings: AuthSettings,
     pub(crate) hasher: Hasher,
+    /// The relying party for security keys and passkeys, when the public
+    /// URL allows them (a domain name).
+    pub(crate) webauthn: Option<webauthn_rs::prelude::Webauthn>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -160,12 +166,20 @@ impl Auth {
     ) -> AuthResult<Self> {
         let stored = db.read(crate::db::users::password_hashes).await?;
         let hasher = Hasher::new(bcrypt_cost, &stored);
+        let webauthn = match webauthn::relying_party(settings.public_origin.as_deref(), &settings.issuer) {
+            Ok(rp) => Some(rp),
+            Err(why) => {
+                tracing::info!("security keys and passkeys are off: {why}");
+                None
+            }
+        };
         Ok(Self {
             db,
             keys,
             clock,
             settings,
             hasher,
+            webauthn,
         })
     }
 
@@ -212,6 +226,7 @@ impl Auth {
                 crate::db::sessions::delete_expired(c, now)?;
                 crate::db::pending::delete_expired(c, now)?;
                 crate::db::browsers::delete_expired(c, now)?;
+                crate::db::ceremonies::delete_expired(c, now)?;
                 crate::db::throttles::delete_stale(c, now.0, 2 * 24 * 60 * 60)?;
                 Ok(())
             })

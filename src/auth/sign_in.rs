@@ -64,6 +64,11 @@ pub enum CodeStep {
         refusal: Refusal,
         attempts_left: i32,
     },
+    /// A security key's answer was not accepted.
+    KeyRefused {
+        refusal: super::webauthn::KeyRefusal,
+        attempts_left: i32,
+    },
     /// Five wrong codes: this sign-in is over; start again.
     Ended,
     /// Expired, or finished or revoked meanwhile: start again.
@@ -310,6 +315,7 @@ pub(crate) fn complete(
     event.detail = match factor {
         Some(FactorUsed::RecoveryCode) => Some("with a recovery code".into()),
         Some(FactorUsed::Totp(_)) => Some("with an authenticator code".into()),
+        Some(FactorUsed::Key(_)) => Some("with a security key or passkey".into()),
         None => None,
     };
     events::record(c, &event, now)?;

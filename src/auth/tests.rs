@@ -35,6 +35,7 @@ fn world() -> World {
     let settings = AuthSettings {
         issuer: "Test".into(),
         totp_skew: 1,
+        public_origin: None,
     };
     let auth = block_on(Auth::new(
         db,

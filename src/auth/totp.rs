@@ -198,7 +198,13 @@ impl Auth {
 
 /// 2FA goes on with its first factor: a new set of recovery codes and the
 /// log entry, in the caller's transaction.
-fn turn_on(c: &mut Conn, user: &User, hashes: &[String], client: &Client, now: UnixTime) -> Result<(), DbError> {
+pub(crate) fn turn_on(
+    c: &mut Conn,
+    user: &User,
+    hashes: &[String],
+    client: &Client,
+    now: UnixTime,
+) -> Result<(), DbError> {
     users::bump_codes_generation(c, user.id, None)?;
     recovery::replace(c, user.id, hashes, now)?;
     events::record(c, &client.event(Kind::MfaEnabled, Some(user)), now)

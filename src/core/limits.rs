@@ -139,6 +139,12 @@ pub const PASSWORD_SESSION: Rule = Rule {
 // not — and only the right password *and* a valid second factor sign in. A
 // guesser learns nothing, and a real user with 2FA is not held up at all.
 
+// ---------------------------------------------------------------- WebAuthn
+
+/// The server's half of a key ceremony lives this long (SPEC §6: single use,
+/// 5 minutes) — the browser's own timeout for the prompt is about as long.
+pub const WEBAUTHN_CEREMONY_SECONDS: i64 = 5 * 60;
+
 // --------------------------------------------------------- known browsers
 
 /// A known browser's token is forgotten after this long without a sign-in

@@ -10,6 +10,16 @@ pub struct MfaPolicy {
     /// When the policy was turned on.
     pub since: i64,
     pub grace_days: i64,
+    /// Only phishing-resistant factors count: security keys and passkeys.
+    pub keys_only: bool,
+}
+
+/// What a user has set up, as far as the policy cares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Factors {
+    pub any: bool,
+    /// A security key or passkey.
+    pub key: bool,
 }
 
 /// Where a user stands under the policy.
@@ -30,8 +40,9 @@ impl MfaPolicy {
         self.since.max(user_created_at) + self.grace_days.max(0) * 86_400
     }
 
-    pub fn standing(&self, has_mfa: bool, user_created_at: i64, now: i64) -> Standing {
-        if !self.required || has_mfa {
+    pub fn standing(&self, factors: Factors, user_created_at: i64, now: i64) -> Standing {
+        let satisfied = if self.keys_only { factors.key } else { factors.any };
+        if !self.required || satisfied {
             return Standing::Fine;
         }
         let deadline = self.deadline_for(user_created_at);
@@ -53,21 +64,29 @@ mod tests {
             required: true,
             since: 1_000,
             grace_days: 7,
+            keys_only: false,
         };
+        let none = Factors::default();
+        let app = Factors { any: true, key: false };
+        let key = Factors { any: true, key: true };
         let deadline = 1_000 + 7 * 86_400;
-        assert_eq!(p.standing(false, 0, 2_000), Standing::Grace { deadline });
-        assert_eq!(p.standing(false, 0, deadline), Standing::Enforced);
-        assert_eq!(p.standing(true, 0, deadline + 1), Standing::Fine);
+        assert_eq!(p.standing(none, 0, 2_000), Standing::Grace { deadline });
+        assert_eq!(p.standing(none, 0, deadline), Standing::Enforced);
+        assert_eq!(p.standing(app, 0, deadline + 1), Standing::Fine);
+        // Keys only: an authenticator app is not enough.
+        let strict = MfaPolicy { keys_only: true, ..p };
+        assert_eq!(strict.standing(app, 0, deadline), Standing::Enforced);
+        assert_eq!(strict.standing(key, 0, deadline), Standing::Fine);
         // A newer account gets its own full grace period.
         assert_eq!(
-            p.standing(false, 500_000, deadline),
+            p.standing(none, 500_000, deadline),
             Standing::Grace {
                 deadline: 500_000 + 7 * 86_400
             }
         );
         let off = MfaPolicy { required: false, ..p };
-        assert_eq!(off.standing(false, 0, deadline * 2), Standing::Fine);
-        let none = MfaPolicy { grace_days: 0, ..p };
-        assert_eq!(none.standing(false, 0, 1_000), Standing::Enforced);
+        assert_eq!(off.standing(none, 0, deadline * 2), Standing::Fine);
+        let at_once = MfaPolicy { grace_days: 0, ..p };
+        assert_eq!(at_once.standing(none, 0, 1_000), Standing::Enforced);
     }
 }

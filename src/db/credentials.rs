@@ -296,3 +296,72 @@ pub fn kinds_by_user(c: &mut Conn) -> Result<Vec<(i64, String, i64)>, DbError> {
         ))
         .load(c)?)
 }
+
+/// A new WebAuthn credential, confirmed by its registration ceremony.
+/// `None` when a credential with this id is already registered (to anyone).
+pub fn insert_webauthn(
+    c: &mut Conn,
+    user: UserId,
+    name: &str,
+    public_data: &str,
+    external_id: &str,
+    now: UnixTime,
+) -> Result<Option<CredentialId>, DbError> {
+    let taken: i64 = credentials::table
+        .filter(credentials::external_id.eq(external_id))
+        .count()
+        .get_result(c)?;
+    if taken > 0 {
+        return Ok(None);
+    }
+    let id: i64 = crate::on_backend!(c, |c| diesel::insert_into(credentials::table)
+        .values((
+            credentials::user_id.eq(user.0),
+            credentials::kind.eq(CredentialKind::WebAuthn.as_str()),
+            credentials::name.eq(name),
+            credentials::public_data.eq(public_data),
+            credentials::external_id.eq(external_id),
+            credentials::created_at.eq(now.0),
+            credentials::confirmed_at.eq(now.0),
+        ))
+        .returning(credentials::id)
+        .get_result(c))?;
+    Ok(Some(CredentialId(id)))
+}
+
+/// The confirmed credential with this external (WebAuthn) id.
+pub fn find_by_external_id(c: &mut Conn, external_id: &str) -> Result<Option<Credential>, DbError> {
+    Ok(credentials::table
+        .filter(credentials::external_id.eq(external_id))
+        .filter(credentials::confirmed_at.is_not_null())
+        .select(Credential::as_select())
+        .get_result(c)
+        .optional()?)
+}
+
+/// After a use: the credential as the library updated it (counter, backup
+/// state), and when.
+pub fn record_use(c: &mut Conn, id: CredentialId, public_data: Option<&str>, now: UnixTime) -> Result<(), DbError> {
+    match public_data {
+        Some(p) => diesel::update(credentials::table.find(id.0))
+            .set((credentials::public_data.eq(p), credentials::last_used_at.eq(now.0)))
+            .execute(c)?,
+        None => diesel::update(credentials::table.find(id.0))
+            .set(credentials::last_used_at.eq(now.0))
+            .execute(c)?,
+    };
+    Ok(())
+}
+
+/// Rename one of the user's credentials. `false` if it is not theirs.
+pub fn rename(c: &mut Conn, user: UserId, id: CredentialId, name: &str) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        credentials::table
+            .find(id.0)
+            .filter(credentials::user_id.eq(user.0))
+            .filter(credentials::confirmed_at.is_not_null()),
+    )
+    .set(credentials::name.eq(name))
+    .execute(c)?
+        == 1)
+}

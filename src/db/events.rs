@@ -49,6 +49,10 @@ kinds! {
     MfaDisabled = "mfa_disabled", "Two-factor authentication turned off";
     MfaResetByAdmin = "mfa_reset", "Two-factor authentication reset by an administrator";
     EnrolmentAbandoned = "enrolment_abandoned", "Two-factor setup ended after too many wrong codes";
+    FactorAdded = "factor_added", "Sign-in method added";
+    FactorRemoved = "factor_removed", "Sign-in method removed";
+    KeyRenamed = "key_renamed", "Security key renamed";
+    KeyRefused = "key_refused", "Security key refused";
     RecoveryCodesRegenerated = "recovery_codes_regenerated", "New recovery codes generated";
     PasswordChanged = "password_changed", "Password changed";
     SudoFailed = "sudo_failed", "Password confirmation failed";

@@ -18,6 +18,7 @@
 //! bound again — on every run, with the statement cache doing nothing.
 
 pub mod browsers;
+pub mod ceremonies;
 pub mod credentials;
 pub mod events;
 pub mod pending;

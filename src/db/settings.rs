@@ -10,6 +10,7 @@ use crate::schema::settings;
 const MFA_REQUIRED: &str = "mfa_required";
 const MFA_REQUIRED_SINCE: &str = "mfa_required_since";
 const MFA_GRACE_DAYS: &str = "mfa_grace_days";
+const MFA_KEYS_ONLY: &str = "mfa_keys_only";
 
 fn get(c: &mut Conn, name: &str) -> Result<Option<String>, DbError> {
     Ok(settings::table
@@ -41,6 +42,7 @@ pub fn mfa_policy(c: &mut Conn) -> Result<MfaPolicy, DbError> {
         required: get(c, MFA_REQUIRED)?.as_deref() == Some("1"),
         since: num(get(c, MFA_REQUIRED_SINCE)?),
         grace_days: num(get(c, MFA_GRACE_DAYS)?),
+        keys_only: get(c, MFA_KEYS_ONLY)?.as_deref() == Some("1"),
     })
 }
 
@@ -48,6 +50,7 @@ pub fn set_mfa_policy(c: &mut Conn, policy: &MfaPolicy, now: UnixTime) -> Result
     c.transaction(|c| {
         set(c, MFA_REQUIRED, if policy.required { "1" } else { "0" }, now)?;
         set(c, MFA_REQUIRED_SINCE, &policy.since.to_string(), now)?;
-        set(c, MFA_GRACE_DAYS, &policy.grace_days.to_string(), now)
+        set(c, MFA_GRACE_DAYS, &policy.grace_days.to_string(), now)?;
+        set(c, MFA_KEYS_ONLY, if policy.keys_only { "1" } else { "0" }, now)
     })
 }

@@ -22,6 +22,8 @@ pub struct User {
     #[diesel(deserialize_as = i64)]
     pub session_epoch: SessionEpoch,
     pub recovery_codes_generation: i64,
+    /// The random WebAuthn user handle, once the user has registered a key.
+    pub webauthn_handle: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -194,4 +196,24 @@ pub fn bump_codes_generation(c: &mut Conn, id: UserId, expected: Option<i64>) ->
         None => diesel::update(users::table.find(id.0)).set(bump).execute(c)?,
     };
     Ok(n == 1)
+}
+
+/// The user's WebAuthn handle: the stored one, or `candidate` stored now
+/// (when two requests race, the first one's stays).
+pub fn webauthn_handle(c: &mut Conn, id: UserId, candidate: &str) -> Result<String, DbError> {
+    diesel::update(users::table.find(id.0).filter(users::webauthn_handle.is_null()))
+        .set(users::webauthn_handle.eq(candidate))
+        .execute(c)?;
+    Ok(users::table
+        .find(id.0)
+        .select(users::webauthn_handle.assume_not_null())
+        .get_result(c)?)
+}
+
+pub fn find_by_webauthn_handle(c: &mut Conn, handle: &str) -> Result<Option<User>, DbError> {
+    Ok(users::table
+        .filter(users::webauthn_handle.eq(handle))
+        .select(User::as_select())
+        .get_result(c)
+        .optional()?)
 }

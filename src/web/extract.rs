@@ -18,7 +18,7 @@ use super::session::{Flash, SessionExt, Stage, keys};
 use crate::auth::Client;
 use crate::core::address::ClientAddress;
 use crate::core::limits::{SESSION_ABSOLUTE_SECONDS, SUDO_SECONDS};
-use crate::core::policy::Standing as PolicyStanding;
+use crate::core::policy::{Factors, Standing as PolicyStanding};
 use crate::core::types::{SessionEpoch, UnixTime};
 use crate::db::users::User;
 
@@ -156,20 +156,29 @@ impl FromRequest for SignedIn {
                 ));
                 return Err(AppError::Redirect(CHANGE_PASSWORD_PATH.into()));
             }
-            let notice = match standing.policy.standing(standing.mfa_on, user.created_at.0, now.0) {
+            let factors = Factors {
+                any: standing.mfa_on,
+                key: standing.has_key,
+            };
+            let what = if standing.policy.keys_only {
+                "a security key or passkey"
+            } else {
+                "two-factor authentication"
+            };
+            let notice = match standing.policy.standing(factors, user.created_at.0, now.0) {
                 PolicyStanding::Fine => None,
                 PolicyStanding::Grace { deadline } => Some(format!(
-                    "Your organisation requires two-factor authentication. Turn it on before {}.",
+                    "Your organisation requires {what}. Set it up before {}.",
                     format_time(deadline)
                 )),
                 PolicyStanding::Enforced => {
                     if !allowed_while(path, &[MFA_PATH, CHANGE_PASSWORD_PATH]) {
-                        session.set_flash(Flash::error(
-                            "Your organisation requires two-factor authentication. Turn it on to continue.",
-                        ));
+                        session.set_flash(Flash::error(format!(
+                            "Your organisation requires {what}. Set it up to continue."
+                        )));
                         return Err(AppError::Redirect(MFA_PATH.into()));
                     }
-                    Some("Your organisation requires two-factor authentication: turn it on to continue.".into())
+                    Some(format!("Your organisation requires {what}: set it up to continue."))
                 }
             };
             Ok(SignedIn {
@@ -229,5 +238,18 @@ impl FromRequest for PendingLogin {
             _ => Err(AppError::LoginRequired { next: None }),
         };
         std::future::ready(result)
+    }
+}
+
+/// Any visitor's session, signed in or not (for the passkey sign-in, which
+/// starts signed out).
+pub struct Visitor(pub Session);
+
+impl FromRequest for Visitor {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(Visitor(req.get_session())))
     }
 }

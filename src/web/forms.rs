@@ -106,7 +106,17 @@ fn parse_pairs(body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
     Ok(out)
 }
 
-async fn read_form_body(req: &HttpRequest, mut payload: Payload) -> Result<Vec<u8>, AppError> {
+async fn read_form_body(req: &HttpRequest, payload: Payload) -> Result<Vec<u8>, AppError> {
+    read_body(req, payload, "application/x-www-form-urlencoded", MAX_BODY).await
+}
+
+/// Read a body of content type `mime`, at most `max` bytes.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: Payload,
+    mime_wanted: &str,
+    max: usize,
+) -> Result<Vec<u8>, AppError> {
     use futures_util::StreamExt;
 
     let ctype = req
@@ -115,7 +125,7 @@ async fn read_form_body(req: &HttpRequest, mut payload: Payload) -> Result<Vec<u
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let mime = ctype.split(';').next().unwrap_or("").trim();
-    if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+    if !mime.eq_ignore_ascii_case(mime_wanted) {
         return Err(AppError::UnsupportedMediaType);
     }
     let declared = req
@@ -126,7 +136,7 @@ async fn read_form_body(req: &HttpRequest, mut payload: Payload) -> Result<Vec<u
     if declared.is_some_and(|n| n > MAX_DRAIN) {
         return Err(AppError::PayloadTooLarge);
     }
-    let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(MAX_BODY));
+    let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(max));
     let mut seen = 0usize;
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| AppError::BadRequest("The form could not be read completely.".into()))?;
@@ -136,14 +146,68 @@ async fn read_form_body(req: &HttpRequest, mut payload: Payload) -> Result<Vec<u
         }
         // Past the limit, read on (up to MAX_DRAIN) without keeping, so the
         // client finishes sending and sees our 413 page, not a reset.
-        if seen <= MAX_BODY {
+        if seen <= max {
             body.extend_from_slice(&chunk);
         }
     }
-    if seen > MAX_BODY {
+    if seen > max {
         return Err(AppError::PayloadTooLarge);
     }
     Ok(body)
+}
+
+/// The largest JSON body accepted: a key's registration answer is a few
+/// kilobytes (an attestation certificate chain at most).
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// The header that carries the CSRF token of a JSON request (the page's
+/// token, read by the script from the form on the page).
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Who is posting and their JSON body, for the key ceremonies' requests
+/// from the page's script: the CSRF token in `X-CSRF-Token`, the body
+/// `application/json` (which no cross-site form can send), parsed into `T`.
+pub struct JsonPosted<A, T> {
+    pub who: A,
+    pub body: T,
+}
+
+impl<A, T> FromRequest for JsonPosted<A, T>
+where
+    A: FromRequest<Error = AppError> + 'static,
+    T: DeserializeOwned + 'static,
+{
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(&req, payload, "application/json", MAX_JSON_BODY).await?;
+            let token = req
+                .headers()
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !csrf::token_matches(&req, token) {
+                return Err(AppError::Forbidden(
+                    "This page has expired or the request did not come from this site. Reload the page and try again."
+                        .into(),
+                ));
+            }
+            let body = parse_json(&body)?;
+            let who = A::from_request(&req, &mut Payload::None).await?;
+            Ok(JsonPosted { who, body })
+        })
+    }
+}
+
+/// Parse a JSON body into `T`: any mistake is a 400, never a panic.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    serde_json::from_slice(body).map_err(|_| {
+        AppError::BadRequest("The request was not what this page sends. Reload the page and try again.".into())
+    })
 }
 
 /// Oversized bodies up to this size are read and discarded before the 413.

@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Headers on every response. `Cache-Control: no-store` is the default for
 /// every page (signed-in pages and pages with secrets must never be cached);

@@ -81,6 +81,8 @@ impl Page {
 #[template(path = "login.html")]
 pub struct LoginPage {
     pub page: Page,
+    /// Offer "Sign in with a passkey".
+    pub passkeys: bool,
     pub username: String,
     pub next: Option<String>,
 }
@@ -89,6 +91,10 @@ pub struct LoginPage {
 #[template(path = "two_factor.html")]
 pub struct TwoFactorPage {
     pub page: Page,
+    /// Offer "Use your security key or passkey".
+    pub keys: bool,
+    /// Start the key at once (the user has keys and no authenticator app).
+    pub keys_first: bool,
     /// A protected sign-in: the account is under attack, so the prompt
     /// explains why a password alone is not enough now.
     pub protected: bool,
@@ -151,6 +157,12 @@ pub struct MfaTabPage {
     pub page: Page,
     pub tab: Tab,
     pub enabled: bool,
+    /// The authenticator app, if one is set up: since when.
+    pub totp_since: Option<String>,
+    pub totp_id: Option<i64>,
+    pub keys: Vec<KeyRow>,
+    /// Keys can be added (a public URL with a domain name).
+    pub keys_available: bool,
     pub enabled_since: Option<String>,
     pub recovery_codes_left: i64,
     /// Sent back with "Generate new recovery codes".
@@ -180,16 +192,38 @@ pub struct RecoveryCodesPage {
 }
 
 #[derive(Template)]
+#[template(path = "webauthn_add.html")]
+pub struct WebauthnAddPage {
+    pub page: Page,
+    pub tab: Tab,
+    pub name: String,
+}
+
+/// One security key or passkey on the MFA tab.
+pub struct KeyRow {
+    pub id: i64,
+    pub name: String,
+    pub added: String,
+    pub last_used: Option<String>,
+    /// A synced passkey (backup-eligible) rather than one bound to a device.
+    pub synced: bool,
+}
+
+#[derive(Template)]
 #[template(path = "mfa_disable.html")]
 pub struct MfaDisablePage {
     pub page: Page,
     pub tab: Tab,
+    /// The user has a key to confirm with.
+    pub has_keys: bool,
 }
 
 #[derive(Template)]
 #[template(path = "sudo.html")]
 pub struct SudoPage {
     pub page: Page,
+    /// Offer a key instead of the password.
+    pub keys: bool,
     pub tab: Tab,
     /// Inside My account settings (with its tabs), or on its own.
     pub show_tabs: bool,
@@ -197,6 +231,8 @@ pub struct SudoPage {
     pub purpose: &'static str,
     /// Fields the form carries through to the action.
     pub hidden: Vec<(&'static str, String)>,
+    /// After a key, go to `action` instead of posting the form.
+    pub then_get: bool,
 }
 
 /// One account on the admin Users page.
@@ -209,6 +245,8 @@ pub struct AdminUserRow {
     pub mfa_since: Option<String>,
     pub recovery_codes_left: i64,
     pub last_login: Option<String>,
+    /// The factors set up, in words ("authenticator app, 2 security keys").
+    pub factors: String,
     /// Every lock that applies, in words (empty: none).
     pub locks: Vec<String>,
     pub locked: bool,
@@ -222,6 +260,7 @@ pub struct AdminUsersPage {
     pub page: Page,
     pub users: Vec<AdminUserRow>,
     pub policy_required: bool,
+    pub policy_keys_only: bool,
     pub policy_deadline: Option<String>,
     pub grace_days: i64,
     pub new_username: String,

@@ -29,3 +29,10 @@ pub fn redirect(to: &str) -> HttpResponse {
         .insert_header((header::LOCATION, to.to_string()))
         .finish()
 }
+
+/// A JSON answer (the key ceremonies' requests).
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")))
+        .body(serde_json::to_string(value).unwrap_or_else(|_| "{}".into()))
+}

@@ -165,6 +165,10 @@ pub mod keys {
     pub const USER_AGENT: &str = "user_agent";
     /// The user's session epoch when this session was signed in.
     pub const EPOCH: &str = "epoch";
+    /// A signed-out browser's nonce that owns its passkey ceremony.
+    pub const PASSKEY_NONCE: &str = "passkey_nonce";
+    /// New recovery codes, sealed, until their one showing.
+    pub const FRESH_CODES: &str = "fresh_codes";
     /// Set by `SessionExt::rekey`, read and dropped by the store: never stored.
     pub const REKEY: &str = "_rekey";
 }

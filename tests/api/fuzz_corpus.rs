@@ -68,3 +68,10 @@ fn form_corpus() {
         }
     }
 }
+
+#[test]
+fn webauthn_json_corpus() {
+    for data in corpus("webauthn_json") {
+        latchkey::auth::webauthn::fuzz_check(&data);
+    }
+}

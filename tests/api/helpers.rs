@@ -102,8 +102,25 @@ pub fn fresh_config() -> (Config, TempDir, Option<PgTestDatabase>) {
 
 /// Start a server; returns its base URL, database handle and setup link.
 pub async fn start(config: Config) -> (String, Db, Option<String>, Arc<Auth>) {
-    let app = Application::build(config).await.expect("server builds");
-    let base = format!("http://{}", app.address());
+    start_at(config, None).await
+}
+
+/// Start a server on `listener` (bound already, and named by the public
+/// URL: the base URL is then the public URL), or on `config.bind`.
+pub async fn start_at(
+    config: Config,
+    listener: Option<std::net::TcpListener>,
+) -> (String, Db, Option<String>, Arc<Auth>) {
+    let public = listener
+        .as_ref()
+        .and(config.public_url.as_ref())
+        .map(|u| u.origin.clone());
+    let app = match listener {
+        Some(l) => Application::build_on(config, l).await,
+        None => Application::build(config).await,
+    }
+    .expect("server builds");
+    let base = public.unwrap_or_else(|| format!("http://{}", app.address()));
     let db = app.db();
     let auth = app.auth();
     let setup_url = app.setup_url().map(str::to_string);
@@ -117,9 +134,26 @@ impl TestApp {
     }
 
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_on(tweak, None).await
+    }
+
+    /// A server whose public URL is `http://localhost:PORT` — a domain name,
+    /// so security keys and passkeys work (browsers refuse them on IP
+    /// addresses, and a `localhost` origin is a secure context).
+    pub async fn spawn_with_keys() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        Self::spawn_on(
+            |c| c.public_url = Some(latchkey::config::PublicUrl::parse(&format!("http://localhost:{port}")).unwrap()),
+            Some(listener),
+        )
+        .await
+    }
+
+    async fn spawn_on(tweak: impl FnOnce(&mut Config), listener: Option<std::net::TcpListener>) -> Self {
         let (mut config, dir, pg) = fresh_config();
         tweak(&mut config);
-        let (base, db, setup_url, auth) = start(config.clone()).await;
+        let (base, db, setup_url, auth) = start_at(config.clone(), listener).await;
         let (db_path, database_url) = match &config.database_url {
             DatabaseUrl::Sqlite(p) => (Some(p.clone()), format!("sqlite://{}", p.display())),
             DatabaseUrl::Postgres(u) => (None, u.clone()),
@@ -141,7 +175,13 @@ impl TestApp {
     /// Start one more server on the same database, key and clock (another
     /// instance of a multi-instance deployment). Returns its base URL.
     pub async fn another_instance(&self) -> String {
-        start(self.config.clone()).await.0
+        let base = start(self.config.clone()).await.0;
+        // On the same host name as the first, so the browser's cookies go along.
+        if self.base.starts_with("http://localhost:") {
+            base.replace("http://127.0.0.1:", "http://localhost:")
+        } else {
+            base
+        }
     }
 
     pub fn client(&self) -> TestClient {
@@ -403,6 +443,25 @@ impl TestClient {
             .await
             .unwrap();
         Self::page(resp).await
+    }
+
+    /// POST a JSON body with the CSRF token in its header, as the page's
+    /// script does. Returns the status, the JSON answer (or `Null`), and
+    /// the `Set-Cookie` headers' presence.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> (StatusCode, serde_json::Value) {
+        let token = self.csrf().await;
+        let resp = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("x-csrf-token", token)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Page {

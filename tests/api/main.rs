@@ -26,3 +26,4 @@ mod shutdown;
 mod soak;
 mod throttling;
 mod upgrade;
+mod webauthn;

@@ -89,6 +89,22 @@ fn describe_locks(locks: &Locks) -> Vec<String> {
     out
 }
 
+/// "authenticator app, 2 security keys".
+fn describe_factors(kinds: &[String]) -> String {
+    let apps = kinds.iter().filter(|k| *k == "totp").count();
+    let keys = kinds.iter().filter(|k| *k == "webauthn").count();
+    let mut parts = vec![];
+    if apps > 0 {
+        parts.push("authenticator app".to_string());
+    }
+    match keys {
+        0 => {}
+        1 => parts.push("1 security key".into()),
+        n => parts.push(format!("{n} security keys")),
+    }
+    parts.join(", ")
+}
+
 async fn users_page(
     req: &HttpRequest,
     me: &Admin,
@@ -103,6 +119,7 @@ async fn users_page(
     let users = overview
         .into_iter()
         .map(|o| AdminUserRow {
+            factors: describe_factors(&o.factors),
             id: o.user.id.0,
             is_self: o.user.id == me.0.user.id,
             mfa_since: o.mfa_since.filter(|_| o.mfa_on()).map(format_time),
@@ -126,6 +143,7 @@ async fn users_page(
             page,
             users,
             policy_required: policy.required,
+            policy_keys_only: policy.keys_only,
             policy_deadline: policy.required.then(|| format_time(policy.deadline_for(0))),
             grace_days: if policy.required {
                 policy.grace_days
@@ -326,6 +344,7 @@ pub async fn set_admin(
 pub struct PolicyForm {
     required: Option<String>,
     grace_days: String,
+    keys_only: Option<String>,
 }
 
 /// `POST /admin/policy`: require 2FA for everyone, with a grace period.
@@ -345,13 +364,19 @@ pub async fn set_policy(
         }
     };
     let required = matches!(form.required.as_deref(), Some("1" | "on" | "true"));
+    let keys_only = matches!(form.keys_only.as_deref(), Some("1" | "on" | "true"));
     let saved = state
         .auth
-        .set_policy(&me.0.user, &client(&req), required, grace_days)
+        .set_policy(&me.0.user, &client(&req), required, grace_days, keys_only)
         .await?;
     me.0.session.set_flash(Flash::success(if saved.required {
         format!(
-            "Two-factor authentication is now required. Accounts without it must turn it on by {}.",
+            "{} is now required. Accounts without it must set it up by {}.",
+            if saved.keys_only {
+                "A security key or passkey"
+            } else {
+                "Two-factor authentication"
+            },
             format_time(saved.deadline_for(0))
         )
     } else {

@@ -28,7 +28,12 @@ pub struct NextQuery {
     signed_out: Option<String>,
 }
 
-pub async fn form(req: HttpRequest, session: Session, query: web::Query<NextQuery>) -> Result<HttpResponse, AppError> {
+pub async fn form(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    query: web::Query<NextQuery>,
+) -> Result<HttpResponse, AppError> {
     if session.stage() == Some(Stage::SignedIn) {
         return Ok(redirect(
             &safe_next(query.next.as_deref()).unwrap_or_else(|| "/".into()),
@@ -40,6 +45,7 @@ pub async fn form(req: HttpRequest, session: Session, query: web::Query<NextQuer
     }
     ok(&LoginPage {
         page,
+        passkeys: state.auth.keys_available(),
         username: String::new(),
         next: safe_next(query.next.as_deref()),
     })
@@ -66,6 +72,7 @@ pub async fn submit(
             status,
             &LoginPage {
                 page,
+                passkeys: state.auth.keys_available(),
                 username: username.to_string(),
                 next: next.clone(),
             },

@@ -10,15 +10,17 @@ use super::two_factor::{MAX_CODE_INPUT, refusal_message};
 use crate::auth::account::Disable;
 use crate::auth::factors::{InputKind, Refusal, Rejected};
 use crate::auth::totp::{ConfirmOutcome, TotpSetup};
+use crate::auth::webauthn::describe_key;
 use crate::core::qr;
 use crate::core::recovery::RecoveryCode;
 use crate::core::totp;
+use crate::db::credentials::CredentialKind;
 use crate::web::AppState;
 use crate::web::error::AppError;
 use crate::web::extract::{SignedIn, client};
 use crate::web::format::format_time;
 use crate::web::forms::Posted;
-use crate::web::pages::{MfaDisablePage, MfaSetupPage, MfaTabPage, Nav, Page, RecoveryCodesPage, Tab};
+use crate::web::pages::{KeyRow, MfaDisablePage, MfaSetupPage, MfaTabPage, Nav, Page, RecoveryCodesPage, Tab};
 use crate::web::responses::{ok, redirect, render};
 use crate::web::session::{Flash, SessionExt, keys};
 
@@ -31,9 +33,29 @@ fn page(req: &HttpRequest, me: &SignedIn) -> Page {
 
 pub async fn tab(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let overview = state.auth.mfa_overview(&me.user).await?;
+    let totp = overview
+        .credentials
+        .iter()
+        .find(|c| c.kind() == Some(CredentialKind::Totp));
+    let keys = overview
+        .credentials
+        .iter()
+        .filter(|c| c.kind() == Some(CredentialKind::WebAuthn))
+        .map(|c| KeyRow {
+            id: c.id.0,
+            name: c.name.clone(),
+            added: format_time(c.created_at.0),
+            last_used: c.last_used_at.map(format_time),
+            synced: describe_key(c).is_some_and(|k| k.synced),
+        })
+        .collect();
     ok(&MfaTabPage {
         page: page(&req, &me),
         tab: Tab::Mfa,
+        totp_since: totp.and_then(|c| c.confirmed_at).map(format_time),
+        totp_id: totp.map(|c| c.id.0),
+        keys,
+        keys_available: state.auth.keys_available(),
         enabled: overview.enabled(),
         enabled_since: overview.enabled_since.map(format_time),
         recovery_codes_left: overview.recovery_codes_left,
@@ -53,9 +75,9 @@ pub async fn enable(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if me.mfa_on {
+    if state.auth.has_totp(&me.user).await? {
         me.session
-            .set_flash(Flash::info("Two-factor authentication is already on."));
+            .set_flash(Flash::info("Your authenticator app is already set up."));
         return Ok(redirect(TAB));
     }
     let prompt = Prompt {
@@ -63,6 +85,7 @@ pub async fn enable(
         purpose: "turn on two-factor authentication",
         hidden: vec![],
         in_mfa_tab: true,
+        then_get: false,
     };
     if let Some(prompt) = require(&req, &me, &state, form.password, prompt).await? {
         return Ok(prompt);
@@ -173,6 +196,32 @@ pub async fn confirm(
     }
 }
 
+/// Keep new recovery codes for their one showing (`GET …/recovery-codes/new`),
+/// sealed with the server key in this session's server-side state.
+pub fn hold_codes(me: &SignedIn, state: &AppState, codes: &[RecoveryCode], first_time: bool) -> Result<(), AppError> {
+    let plain: Vec<String> = codes.iter().map(RecoveryCode::display).collect();
+    let text = serde_json::to_string(&(plain, first_time)).map_err(AppError::internal)?;
+    let sealed = state.keys.seal(text.as_bytes(), &format!("fresh-codes:{}", me.sid));
+    me.session.insert(keys::FRESH_CODES, sealed).map_err(AppError::internal)
+}
+
+/// `GET /settings/account/mfa/recovery-codes/new`: new codes, shown once.
+pub async fn fresh_codes(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let Some(sealed) = me.session.text(keys::FRESH_CODES) else {
+        me.session.set_flash(Flash::info(
+            "Recovery codes are shown only once. If you did not keep them, generate a new set.",
+        ));
+        return Ok(redirect(TAB));
+    };
+    me.session.remove(keys::FRESH_CODES);
+    let text = state
+        .keys
+        .open(&sealed, &format!("fresh-codes:{}", me.sid))
+        .map_err(AppError::internal)?;
+    let (codes, first_time): (Vec<String>, bool) = serde_json::from_slice(&text).map_err(AppError::internal)?;
+    shown_codes_page(&req, &me, codes, first_time)
+}
+
 fn codes_page(
     req: &HttpRequest,
     me: &SignedIn,
@@ -180,6 +229,15 @@ fn codes_page(
     first_time: bool,
 ) -> Result<HttpResponse, AppError> {
     let shown: Vec<String> = codes.iter().map(RecoveryCode::display).collect();
+    shown_codes_page(req, me, shown, first_time)
+}
+
+fn shown_codes_page(
+    req: &HttpRequest,
+    me: &SignedIn,
+    shown: Vec<String>,
+    first_time: bool,
+) -> Result<HttpResponse, AppError> {
     let text = format!(
         "Latchkey recovery codes for {}\nEach code works once. Keep them somewhere safe.\n\n{}\n",
         me.user.username,
@@ -203,11 +261,19 @@ fn codes_page(
 pub struct NoFields {}
 
 /// `POST …/recovery-codes/copied`: the user says they kept the codes.
-pub async fn codes_copied(Posted { who: me, form: _ }: Posted<SignedIn, NoFields>) -> Result<HttpResponse, AppError> {
+pub async fn codes_copied(
+    Posted { who: me, form: _ }: Posted<SignedIn, NoFields>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
     if me.mfa_on {
-        me.session.set_flash(Flash::success(
-            "Two-factor authentication is on. From now on, signing in asks for a code from your app.",
-        ));
+        let with = if state.auth.has_totp(&me.user).await? {
+            "a code from your app"
+        } else {
+            "your security key or passkey"
+        };
+        me.session.set_flash(Flash::success(format!(
+            "Two-factor authentication is on. From now on, signing in asks for {with}."
+        )));
     }
     Ok(redirect(TAB))
 }
@@ -239,6 +305,7 @@ pub async fn regenerate_codes(
             .map(|g| vec![("generation", g.to_string())])
             .unwrap_or_default(),
         in_mfa_tab: true,
+        then_get: false,
     };
     if let Some(prompt) = require(&req, &me, &state, form.password, prompt).await? {
         return Ok(prompt);
@@ -262,6 +329,8 @@ fn disable_prompt() -> Prompt {
         purpose: "turn off two-factor authentication",
         hidden: vec![],
         in_mfa_tab: true,
+        // A key at the prompt continues to the confirmation page.
+        then_get: true,
     }
 }
 
@@ -282,6 +351,7 @@ pub async fn disable_form(
     ok(&MfaDisablePage {
         page: page(&req, &me),
         tab: Tab::Mfa,
+        has_keys: state.auth.keys_available() && state.auth.has_keys(me.user.id).await?,
     })
 }
 
@@ -312,12 +382,14 @@ pub async fn disable(
         // The password prompt was answered: on to the confirmation page.
         return Ok(redirect("/settings/account/mfa/disable"));
     }
+    let has_keys = state.auth.keys_available() && state.auth.has_keys(me.user.id).await?;
     let again = |status: StatusCode, message: &str| {
         render(
             status,
             &MfaDisablePage {
                 page: page(&req, &me).with_flash(Flash::error(message)),
                 tab: Tab::Mfa,
+                has_keys,
             },
         )
     };

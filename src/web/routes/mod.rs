@@ -9,6 +9,7 @@ mod mfa;
 mod setup;
 mod sudo;
 mod two_factor;
+mod webauthn;
 
 use actix_web::web;
 
@@ -20,6 +21,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/login/two-factor", web::get().to(two_factor::form))
         .route("/login/two-factor", web::post().to(two_factor::submit))
         .route("/logout", web::post().to(login::logout))
+        .route(
+            "/login/two-factor/webauthn/start",
+            web::post().to(webauthn::second_step_start),
+        )
+        .route(
+            "/login/two-factor/webauthn/finish",
+            web::post().to(webauthn::second_step_finish),
+        )
+        .route("/login/passkey/start", web::post().to(webauthn::passkey_start))
+        .route("/login/passkey/finish", web::post().to(webauthn::passkey_finish))
         .route("/setup/{token}", web::get().to(setup::form))
         .route("/setup/{token}", web::post().to(setup::submit))
         .route("/", web::get().to(account::dashboard))
@@ -37,6 +48,39 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/settings/account/mfa/recovery-codes",
             web::post().to(mfa::regenerate_codes),
+        )
+        .route(
+            "/settings/account/mfa/recovery-codes/new",
+            web::get().to(mfa::fresh_codes),
+        )
+        .route("/settings/account/mfa/webauthn/add", web::post().to(webauthn::add))
+        .route(
+            "/settings/account/mfa/webauthn/register/start",
+            web::post().to(webauthn::register_start),
+        )
+        .route(
+            "/settings/account/mfa/webauthn/register/finish",
+            web::post().to(webauthn::register_finish),
+        )
+        .route(
+            "/settings/account/mfa/factors/{id}/rename",
+            web::post().to(webauthn::rename),
+        )
+        .route(
+            "/settings/account/mfa/factors/{id}/remove",
+            web::post().to(webauthn::remove),
+        )
+        .route(
+            "/settings/account/mfa/disable/webauthn/finish",
+            web::post().to(webauthn::disable_finish),
+        )
+        .route(
+            "/settings/account/webauthn/confirm/start",
+            web::post().to(webauthn::sudo_start),
+        )
+        .route(
+            "/settings/account/webauthn/confirm/finish",
+            web::post().to(webauthn::sudo_finish),
         )
         .route("/settings/account/mfa/disable", web::get().to(mfa::disable_form))
         .route("/settings/account/mfa/disable", web::post().to(mfa::disable))

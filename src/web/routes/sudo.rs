@@ -31,6 +31,9 @@ pub struct Prompt {
     pub hidden: Vec<(&'static str, String)>,
     /// Shown inside My account settings → Multi-factor authentication.
     pub in_mfa_tab: bool,
+    /// After a key at the prompt, go to `action` (a page) rather than post
+    /// the form to it.
+    pub then_get: bool,
 }
 
 /// `None` to go on; or the page to show instead (the prompt, or the prompt
@@ -46,6 +49,7 @@ pub async fn require(
     if me.sudo_fresh(now) {
         return Ok(None);
     }
+    let keys = state.auth.keys_available() && state.auth.has_keys(me.user.id).await?;
     let show = |status: StatusCode, flash: Option<Flash>| {
         let nav = if prompt.in_mfa_tab {
             Nav::AccountSettings
@@ -60,11 +64,13 @@ pub async fn require(
             status,
             &SudoPage {
                 page,
+                keys,
                 tab: Tab::Mfa,
                 show_tabs: prompt.in_mfa_tab,
                 action: prompt.action.clone(),
                 purpose: prompt.purpose,
                 hidden: prompt.hidden.clone(),
+                then_get: prompt.then_get,
             },
         )
         .map(Some)
@@ -126,6 +132,7 @@ pub async fn prompt_form(
         purpose: "continue",
         hidden: vec![("next", next)],
         in_mfa_tab: false,
+        then_get: false,
     };
     Ok(require(&req, &me, &state, None, prompt)
         .await?
@@ -151,6 +158,7 @@ pub async fn prompt_submit(
         purpose: "continue",
         hidden: vec![("next", next.clone())],
         in_mfa_tab: false,
+        then_get: false,
     };
     match require(&req, &me, &state, Some(form.password), prompt).await? {
         Some(page) => Ok(page),

@@ -28,17 +28,43 @@ fn start_over(pending: &PendingLogin, message: &str) -> HttpResponse {
 
 const TOO_SLOW: &str = "Your sign-in took too long to finish. Enter your username and password again.";
 
+/// Which factors the prompt offers: (keys, keys first). A protected
+/// sign-in offers a key to everyone (its challenge names no key), so the
+/// page says nothing about the password or the account.
+async fn offer(state: &AppState, pending: &PendingLogin) -> Result<Option<(bool, bool)>, AppError> {
+    let Some(row) = state.auth.pending_sign_in(&pending.pending).await? else {
+        return Ok(None);
+    };
+    if !state.auth.keys_available() {
+        return Ok(Some((false, false)));
+    }
+    if row.protected {
+        return Ok(Some((true, false)));
+    }
+    let Some(user) = row.user() else {
+        return Ok(Some((false, false)));
+    };
+    let keys = state.auth.has_keys(user).await?;
+    let totp = match state.auth.find_user(user).await? {
+        Some(u) => state.auth.has_totp(&u).await?,
+        None => false,
+    };
+    Ok(Some((keys, keys && !totp)))
+}
+
 pub async fn form(
     req: HttpRequest,
     pending: PendingLogin,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if state.auth.pending_sign_in(&pending.pending).await?.is_none() {
+    let Some((keys, keys_first)) = offer(&state, &pending).await? else {
         return Ok(start_over(&pending, TOO_SLOW));
-    }
+    };
     let page = Page::new(&req, &pending.session, None, Nav::None, TITLE);
     ok(&TwoFactorPage {
         page,
+        keys,
+        keys_first,
         protected: pending.protected,
     })
 }
@@ -55,12 +81,15 @@ pub async fn submit(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let session = &pending.session;
+    let (keys, _) = offer(&state, &pending).await?.unwrap_or((false, false));
     let again = |status: StatusCode, message: String| {
         let page = Page::new(&req, session, None, Nav::None, TITLE).with_flash(Flash::error(message));
         render(
             status,
             &TwoFactorPage {
                 page,
+                keys,
+                keys_first: false,
                 protected: pending.protected,
             },
         )
@@ -108,7 +137,7 @@ pub async fn submit(
             &pending,
             "Too many incorrect codes. For your security, enter your username and password again.",
         )),
-        CodeStep::Gone => Ok(start_over(&pending, TOO_SLOW)),
+        CodeStep::Gone | CodeStep::KeyRefused { .. } => Ok(start_over(&pending, TOO_SLOW)),
     }
 }
 

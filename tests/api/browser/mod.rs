@@ -12,6 +12,7 @@
 mod admin;
 mod journey;
 mod keyboard;
+mod webauthn;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
@@ -37,6 +38,8 @@ const DOC_SHOTS: &[(&str, &str)] = &[
     ("mfa-setup", "mfa-setup"),
     ("recovery-codes", "recovery-codes"),
     ("mfa-enabled", "mfa-enabled"),
+    ("webauthn-keys", "security-keys"),
+    ("login-with-passkey", "login-passkey"),
 ];
 
 fn manifest_dir() -> PathBuf {
