@@ -14,6 +14,7 @@ diesel::table! {
         session_epoch -> BigInt,
         recovery_codes_generation -> BigInt,
         webauthn_handle -> Nullable<Text>,
+        mfa_epoch -> BigInt,
     }
 }
 
@@ -91,6 +92,9 @@ diesel::table! {
         expires_at -> BigInt,
         user_agent -> Nullable<Text>,
         client_address -> Nullable<Text>,
+        remember_hash -> Nullable<Text>,
+        remembered_at -> Nullable<BigInt>,
+        remembered_epoch -> Nullable<BigInt>,
     }
 }
 

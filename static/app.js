@@ -162,7 +162,11 @@ document.addEventListener("DOMContentLoaded", function () {
       var options = c.options;
       if (!mediation && options.mediation) { delete options.mediation; }
       return navigator.credentials.get(getOptions(options, mediation)).then(function (cred) {
-        return post(finishUrl, { ceremony: c.ceremony, credential: asserted(cred) });
+        var body = { ceremony: c.ceremony, credential: asserted(cred) };
+        // The code prompt's "Remember this browser", read when the key answers.
+        var remember = document.getElementById("remember-browser");
+        if (remember && finishUrl === "/login/two-factor/webauthn/finish") { body.remember = remember.checked; }
+        return post(finishUrl, body);
       });
     });
   }

@@ -6,7 +6,7 @@ use diesel::Connection as _;
 
 use super::factors::Rejected;
 use super::password::{PasswordVerdict, Purpose};
-use super::sign_in::remember_browser;
+use super::sign_in::make_known;
 use super::{Auth, AuthResult, Client};
 use crate::core::policy::MfaPolicy;
 use crate::core::recovery::RecoveryCode;
@@ -62,6 +62,45 @@ pub enum PasswordChange {
     Throttled(i64),
     /// This session was revoked meanwhile: nothing changed.
     SessionRevoked,
+}
+
+/// 2FA goes off, in the caller's transaction: every factor, every recovery
+/// code, and every remembered browser go, and the enrolment epoch moves on.
+/// `why` is the event that turned it off (naming who acted); a separate
+/// entry records the remembered browsers it forgot, if any.
+pub(crate) fn turn_off(
+    c: &mut crate::db::Conn,
+    user: UserId,
+    why: &events::Event,
+    now: crate::core::types::UnixTime,
+) -> Result<(), crate::db::DbError> {
+    credentials::remove_all(c, user)?;
+    recovery::delete_all(c, user)?;
+    let n = browsers::forget_all_remembered(c, user)?;
+    log_forgotten(c, why, n, "2FA turned off", now)?;
+    users::bump_mfa_epoch(c, user)
+}
+
+/// Record that `n` remembered browsers were forgotten along with `why` (an
+/// event about the user, naming who acted).
+pub(crate) fn log_forgotten(
+    c: &mut crate::db::Conn,
+    why: &events::Event,
+    n: usize,
+    reason: &str,
+    now: crate::core::types::UnixTime,
+) -> Result<(), crate::db::DbError> {
+    if n == 0 {
+        return Ok(());
+    }
+    let mut e = why.clone();
+    e.kind = Kind::RememberedBrowserForgotten;
+    let plural = if n == 1 { "" } else { "s" };
+    e.detail = Some(match &why.detail {
+        Some(by) if by.starts_with("by ") => format!("{n} browser{plural}: {reason}, {by}"),
+        _ => format!("{n} browser{plural}: {reason}"),
+    });
+    events::record(c, &e, now)
 }
 
 /// What became of removing one factor.
@@ -187,9 +226,12 @@ impl Auth {
                     };
                     users::set_password(c, user.id, &hash)?;
                     pending::delete_for_user(c, user.id)?;
+                    let changed = client.event(Kind::PasswordChanged, Some(&user));
+                    let remembered = browsers::count_remembered(c, user.id, None)?;
                     browsers::forget_all(c, user.id)?;
-                    let browser_token = remember_browser(c, &user, &client, token, now)?;
-                    events::record(c, &client.event(Kind::PasswordChanged, Some(&user)), now)?;
+                    log_forgotten(c, &changed, remembered, "password changed", now)?;
+                    let (browser_token, _) = make_known(c, &user, &client, token, now)?;
+                    events::record(c, &changed, now)?;
                     Ok(PasswordChange::Changed { epoch, browser_token })
                 })
             })
@@ -263,8 +305,7 @@ impl Auth {
         let (event, now) = (client.event(Kind::MfaDisabled, Some(user)), self.now());
         let result = self
             .with_second_factor(user, code, client, move |c, _used| {
-                credentials::remove_all(c, id)?;
-                recovery::delete_all(c, id)?;
+                turn_off(c, id, &event, now)?;
                 events::record(c, &event, now)?;
                 // Everyone is signed out; this session goes on under the new epoch.
                 Ok(sessions::revoke_all(c, id, None)?.map(|r| r.epoch))
@@ -305,7 +346,7 @@ impl Auth {
                     if credentials::has_confirmed(c, uid)? {
                         return Ok(Removed::Removed);
                     }
-                    recovery::delete_all(c, uid)?;
+                    turn_off(c, uid, &off, now)?;
                     events::record(c, &off, now)?;
                     let epoch = sessions::revoke_all(c, uid, None)?.map(|r| r.epoch).unwrap_or_default();
                     Ok(Removed::LastOne { epoch })
@@ -326,8 +367,7 @@ impl Auth {
         let (id, event, now) = (user.id, client.event(Kind::MfaDisabled, Some(user)), self.now());
         let done = self
             .finish_key_confirmation(user, owner, ceremony, response, client, move |c| {
-                credentials::remove_all(c, id)?;
-                recovery::delete_all(c, id)?;
+                turn_off(c, id, &event, now)?;
                 events::record(c, &event, now)?;
                 Ok(sessions::revoke_all(c, id, None)?.map(|r| r.epoch))
             })
@@ -372,6 +412,38 @@ impl Auth {
         Ok(found.filter(|b| b.user_id == user).map(|b| b.id))
     }
 
+    /// Stop remembering one browser of the user (or all, with `None`), by
+    /// the user or an administrator. The browsers stay known.
+    pub async fn forget_remembered(
+        &self,
+        user: &User,
+        which: Option<BrowserId>,
+        actor: super::Actor<'_>,
+    ) -> AuthResult<usize> {
+        let (id, now) = (user.id, self.now());
+        let mut event = actor.event(Kind::RememberedBrowserForgotten, user);
+        let what = if which.is_some() { "one browser" } else { "all browsers" };
+        event.detail = Some(match event.detail.take() {
+            Some(by) => format!("{what}, {by}"),
+            None => what.to_string(),
+        });
+        Ok(self
+            .db
+            .run(move |c| {
+                c.transaction(|c| {
+                    let n = match which {
+                        Some(b) => usize::from(browsers::forget_remembered(c, id, b)?),
+                        None => browsers::forget_all_remembered(c, id)?,
+                    };
+                    if n > 0 {
+                        events::record(c, &event, now)?;
+                    }
+                    Ok(n)
+                })
+            })
+            .await?)
+    }
+
     /// Forget one known browser of the user (or all, with `None`).
     pub async fn forget_browsers(&self, user: &User, which: Option<BrowserId>, client: &Client) -> AuthResult<usize> {
         let (id, now) = (user.id, self.now());
@@ -385,12 +457,14 @@ impl Auth {
             .db
             .run(move |c| {
                 c.transaction(|c| {
+                    let remembered = browsers::count_remembered(c, id, which)?;
                     let n = match which {
                         Some(b) => usize::from(browsers::forget(c, id, b)?),
                         None => browsers::forget_all(c, id)?,
                     };
                     if n > 0 {
                         events::record(c, &event, now)?;
+                        log_forgotten(c, &event, remembered, "browser forgotten", now)?;
                     }
                     Ok(n)
                 })

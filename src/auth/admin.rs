@@ -68,6 +68,8 @@ pub struct UserOverview {
     pub mfa_since: Option<i64>,
     pub recovery_codes_left: i64,
     pub locks: Locks,
+    /// Browsers that skip the second factor right now.
+    pub remembered_browsers: usize,
 }
 
 impl UserOverview {
@@ -104,8 +106,9 @@ impl Auth {
                     if !users::lock(c, target)? {
                         return Ok(None);
                     }
-                    let was_on = credentials::remove_all(c, target)? > 0;
-                    recovery::delete_all(c, target)?;
+                    let was_on = credentials::has_confirmed(c, target)?;
+                    let why = if was_on { &on_event } else { &off_event };
+                    super::account::turn_off(c, target, why, now)?;
                     browsers::forget_all(c, target)?;
                     pending::delete_for_user(c, target)?;
                     let ended = sessions::revoke_all(c, target, None)?.map_or(0, |r| r.ended);
@@ -167,6 +170,7 @@ impl Auth {
                 session_epoch: Default::default(),
                 recovery_codes_generation: 0,
                 webauthn_handle: None,
+                mfa_epoch: 0,
             };
             actor.event(kind, &probe)
         };
@@ -228,13 +232,16 @@ impl Auth {
         required: bool,
         grace_days: i64,
         keys_only: bool,
+        remember_days: i64,
     ) -> AuthResult<MfaPolicy> {
         let mut event = client.event(Kind::PolicyChanged, Some(admin));
-        event.detail = Some(match (required, keys_only) {
-            (true, false) => format!("2FA required, {grace_days} days' grace"),
-            (true, true) => format!("security keys or passkeys required, {grace_days} days' grace"),
-            (false, _) => "2FA optional".into(),
-        });
+        event.detail = Some(
+            match (required, keys_only) {
+                (true, false) => format!("2FA required, {grace_days} days' grace"),
+                (true, true) => format!("security keys or passkeys required, {grace_days} days' grace"),
+                (false, _) => "2FA optional".into(),
+            } + &format!("; browsers remembered for {remember_days} days"),
+        );
         let now = self.now();
         Ok(self
             .db
@@ -254,6 +261,7 @@ impl Auth {
                         since,
                         grace_days,
                         keys_only: required && keys_only,
+                        remember_days,
                     };
                     settings::set_mfa_policy(c, &policy, now)?;
                     events::record(c, &event, now)?;
@@ -326,7 +334,13 @@ impl Auth {
 /// The overview, for the web page and the CLI (which has one connection).
 pub fn overview(c: &mut Conn, key_of: &dyn Fn(&str) -> String, now: UnixTime) -> Result<Vec<UserOverview>, DbError> {
     let mut out = Vec::new();
+    let days = crate::db::settings::mfa_policy(c)?.remember_days;
     for user in users::all(c)? {
+        let remembered_browsers = if days > 0 {
+            browsers::count_remembered_since(c, user.id, user.mfa_epoch, now.0 - days * 86_400)?
+        } else {
+            0
+        };
         let creds = credentials::confirmed(c, user.id)?;
         let left = if creds.is_empty() {
             0
@@ -339,6 +353,7 @@ pub fn overview(c: &mut Conn, key_of: &dyn Fn(&str) -> String, now: UnixTime) ->
             mfa_since: creds.iter().filter_map(|c| c.confirmed_at).min(),
             recovery_codes_left: left,
             locks,
+            remembered_browsers,
             user,
         });
     }

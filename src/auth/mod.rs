@@ -101,6 +101,8 @@ pub struct Client {
     pub user_agent: Option<String>,
     /// The known-browser cookie's value, if the browser sent one.
     pub browser_token: Option<String>,
+    /// The "remember this browser" cookie's value, if it sent one.
+    pub remember_token: Option<String>,
 }
 
 impl Client {
@@ -110,6 +112,7 @@ impl Client {
             address: ClientAddress::unknown(),
             user_agent: None,
             browser_token: None,
+            remember_token: None,
         }
     }
 
@@ -129,14 +132,23 @@ impl Client {
 /// Who makes an administrative change.
 #[derive(Clone, Copy, Debug)]
 pub enum Actor<'a> {
-    Admin { admin: &'a User, client: &'a Client },
+    /// The user, about their own account.
+    User {
+        client: &'a Client,
+    },
+    Admin {
+        admin: &'a User,
+        client: &'a Client,
+    },
     CommandLine,
 }
 
 impl Actor<'_> {
-    /// A security-log entry about `target`, naming who acted.
+    /// A security-log entry about `target`, naming who acted (the user
+    /// themselves: no name).
     pub fn event(&self, kind: Kind, target: &User) -> Event {
         match self {
+            Actor::User { client } => client.event(kind, Some(target)),
             Actor::Admin { admin, client } => {
                 let mut e = client.event(kind, Some(target));
                 e.detail = Some(format!("by {}", admin.username));

@@ -189,16 +189,36 @@ impl Auth {
     }
 
     /// The known-browser lane, when the browser's token belongs to `user`.
+    /// A browser remembered for `user` ("Remember this browser") is known
+    /// too, by its remember token, even if its known-browser cookie is gone.
     async fn known_browser_lane(&self, user: Option<&User>, client: &Client, now: UnixTime) -> AuthResult<Lane> {
-        let (Some(user), Some(token)) = (user, client.browser_token.as_deref()) else {
+        let Some(user) = user else {
             return Ok(Lane::NewBrowser);
         };
-        let hash = self.browser_token_hash(token);
-        let found = self.db.read(move |c| browsers::find(c, &hash, now)).await?;
-        Ok(match found {
-            Some(b) if b.user_id == user.id => Lane::KnownBrowser(b.id),
-            _ => Lane::NewBrowser,
-        })
+        let token_hash = client.browser_token.as_deref().map(|t| self.browser_token_hash(t));
+        let remember_hash = client.remember_token.as_deref().map(|t| self.remember_hash(t));
+        if token_hash.is_none() && remember_hash.is_none() {
+            return Ok(Lane::NewBrowser);
+        }
+        let id = user.id;
+        let found = self
+            .db
+            .read(move |c| {
+                if let Some(hash) = &token_hash
+                    && let Some(b) = browsers::find(c, hash, now)?
+                    && b.user_id == id
+                {
+                    return Ok(Some(b.id));
+                }
+                Ok(match &remember_hash {
+                    Some(hash) => browsers::find_remembered(c, hash)?
+                        .filter(|b| b.user_id == id && b.expires_at > now)
+                        .map(|b| b.id),
+                    None => None,
+                })
+            })
+            .await?;
+        Ok(found.map_or(Lane::NewBrowser, Lane::KnownBrowser))
     }
 
     async fn throttled(

@@ -17,7 +17,7 @@ use super::password::{PasswordVerdict, Purpose, ThrottleReason};
 use super::{Auth, AuthResult, Client};
 use crate::core::limits::{KNOWN_BROWSER_SECONDS, PENDING_MAX_ATTEMPTS, PENDING_SECONDS};
 use crate::core::password;
-use crate::core::types::{Password, UnixTime};
+use crate::core::types::{BrowserId, Password, UnixTime};
 use crate::core::username::Username;
 use crate::db::events::{self, Kind};
 use crate::db::pending::{self, NewPending};
@@ -35,6 +35,8 @@ pub struct SignedIn {
     pub factor: Option<FactorUsed>,
     /// With a recovery code: how many are left.
     pub recovery_codes_left: Option<i64>,
+    /// "Remember this browser": the token for its cookie, and its Max-Age.
+    pub remember: Option<(String, i64)>,
 }
 
 /// What follows the password step.
@@ -123,12 +125,31 @@ impl Auth {
             }
             None => false,
         };
-        if !mfa_on && !protected {
+        // A browser remembered for this user (and this 2FA enrolment, within
+        // the days the policy allows now) skips the second step.
+        let remembered = match &user {
+            Some(u) if mfa_on && !protected => self.remembered_browser(u, client).await?.is_some(),
+            _ => false,
+        };
+        if (!mfa_on || remembered) && !protected {
             let user = user.ok_or_else(|| super::AuthError::internal(anyhow::anyhow!("right password, no user")))?;
             let (client, token) = (client.clone(), self.browser_token_for(client));
             let signed_in = self
                 .db
-                .run(move |c| c.transaction(|c| complete(c, user, &client, token, None, now, now)))
+                .run(move |c| {
+                    c.transaction(|c| {
+                        let done = Completion {
+                            user,
+                            client: &client,
+                            token,
+                            factor: None,
+                            password_at: now,
+                            remember: None,
+                            remembered,
+                        };
+                        complete(c, done, now)
+                    })
+                })
                 .await?;
             return Ok(PasswordStep::SignedIn(Box::new(signed_in)));
         }
@@ -165,8 +186,15 @@ impl Auth {
         Ok(self.db.read(move |c| pending::find(c, &hash, now)).await?)
     }
 
-    /// The second step: a TOTP code or a recovery code for a pending sign-in.
-    pub async fn submit_code(&self, pending: &str, code: &str, client: &Client) -> AuthResult<CodeStep> {
+    /// The second step: a TOTP code or a recovery code for a pending
+    /// sign-in; with `remember`, the browser skips it from now on.
+    pub async fn submit_code(
+        &self,
+        pending: &str,
+        code: &str,
+        client: &Client,
+        remember: bool,
+    ) -> AuthResult<CodeStep> {
         let now = self.now();
         let hash = pending_hash(pending);
         let Some(row) = self.pending_sign_in(pending).await? else {
@@ -216,6 +244,7 @@ impl Auth {
         };
         let account = self.account_key(&user.username);
         let (client, token, kind) = (client.clone(), self.browser_token_for(client), input.kind());
+        let remember = self.remember_request(remember).await?;
         let password_at = row.created_at;
         let step = self
             .db
@@ -240,8 +269,16 @@ impl Auth {
                             if !pending::delete(c, &hash)? {
                                 return Ok(CodeStep::Gone);
                             }
-                            let done = complete(c, user, &client, token, Some(used), password_at, now)?;
-                            Ok(CodeStep::SignedIn(Box::new(done)))
+                            let done = Completion {
+                                user,
+                                client: &client,
+                                token,
+                                factor: Some(used),
+                                password_at,
+                                remember,
+                                remembered: false,
+                            };
+                            Ok(CodeStep::SignedIn(Box::new(complete(c, done, now)?)))
                         }
                         FactorOutcome::Throttled(wait) => Ok(CodeStep::Throttled(wait)),
                         FactorOutcome::Refused(refusal) => {
@@ -297,29 +334,107 @@ impl Auth {
     pub(crate) fn new_browser_token(&self, client: &Client) -> BrowserToken {
         self.browser_token_for(client)
     }
+
+    /// The keyed hash under which a "remember this browser" token is stored.
+    pub(crate) fn remember_hash(&self, token: &str) -> String {
+        crate::core::keys::hex(&self.keys.mac("remember-browser", token.as_bytes()))
+    }
+
+    /// A remember token, if it was asked for and the policy allows it.
+    pub(crate) async fn remember_request(&self, asked: bool) -> AuthResult<Option<RememberToken>> {
+        if !asked {
+            return Ok(None);
+        }
+        let days = self.mfa_policy().await?.remember_days;
+        if days <= 0 {
+            return Ok(None);
+        }
+        let value = URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<32>());
+        Ok(Some(RememberToken {
+            hash: self.remember_hash(&value),
+            value,
+            days,
+        }))
+    }
+
+    /// The browser's remembered row for `user`, if its remember token is
+    /// this user's, from their current 2FA enrolment, and still within the
+    /// days the policy allows now (a shorter setting applies at once).
+    pub async fn remembered_browser(&self, user: &User, client: &Client) -> AuthResult<Option<BrowserId>> {
+        let Some(token) = client.remember_token.as_deref() else {
+            return Ok(None);
+        };
+        let hash = self.remember_hash(token);
+        let Some(row) = self.db.read(move |c| browsers::find_remembered(c, &hash)).await? else {
+            return Ok(None);
+        };
+        let days = self.mfa_policy().await?.remember_days;
+        let now = self.now();
+        let ok = row.user_id == user.id
+            && row.remembered_epoch == Some(user.mfa_epoch)
+            && row
+                .remembered_at
+                .is_some_and(|at| days > 0 && now.0 < at + days * 86_400)
+            && row.expires_at > now;
+        Ok(ok.then_some(row.id))
+    }
+}
+
+/// A new "remember this browser" token: its value for the cookie, its
+/// keyed hash for the database, and for how many days.
+pub(crate) struct RememberToken {
+    pub value: String,
+    pub hash: String,
+    pub days: i64,
+}
+
+/// How a sign-in ends (see `complete`).
+pub(crate) struct Completion<'a> {
+    pub user: User,
+    pub client: &'a Client,
+    pub token: BrowserToken,
+    pub factor: Option<FactorUsed>,
+    pub password_at: UnixTime,
+    /// "Remember this browser" was ticked at the code prompt.
+    pub remember: Option<RememberToken>,
+    /// The second step was skipped: a remembered browser.
+    pub remembered: bool,
 }
 
 /// The end of every sign-in, in the caller's transaction: the login
-/// recorded and logged, and the browser known to the account from now on.
-pub(crate) fn complete(
-    c: &mut Conn,
-    user: User,
-    client: &Client,
-    token: BrowserToken,
-    factor: Option<FactorUsed>,
-    password_at: UnixTime,
-    now: UnixTime,
-) -> Result<SignedIn, DbError> {
+/// recorded and logged, and the browser known to the account from now on
+/// (and remembered, if asked).
+pub(crate) fn complete(c: &mut Conn, done: Completion<'_>, now: UnixTime) -> Result<SignedIn, DbError> {
+    let Completion {
+        user,
+        client,
+        token,
+        factor,
+        password_at,
+        remember,
+        remembered,
+    } = done;
     users::record_login(c, user.id, now)?;
     let mut event = client.event(Kind::LoginSucceeded, Some(&user));
     event.detail = match factor {
         Some(FactorUsed::RecoveryCode) => Some("with a recovery code".into()),
         Some(FactorUsed::Totp(_)) => Some("with an authenticator code".into()),
         Some(FactorUsed::Key(_)) => Some("with a security key or passkey".into()),
+        None if remembered => Some("on a remembered browser: second step skipped".into()),
         None => None,
     };
     events::record(c, &event, now)?;
-    let browser_token = remember_browser(c, &user, client, token, now)?;
+    let (browser_token, browser) = make_known(c, &user, client, token, now)?;
+    let remember = match remember {
+        Some(r) if r.days > 0 => {
+            browsers::remember(c, browser, &r.hash, user.mfa_epoch, now)?;
+            let mut e = client.event(Kind::BrowserRemembered, Some(&user));
+            e.detail = Some(format!("for {} days", r.days));
+            events::record(c, &e, now)?;
+            Some((r.value, r.days * 86_400))
+        }
+        _ => None,
+    };
     let recovery_codes_left = match factor {
         Some(FactorUsed::RecoveryCode) => Some(recovery::remaining(c, user.id)?),
         _ => None,
@@ -330,25 +445,26 @@ pub(crate) fn complete(
         browser_token,
         factor,
         recovery_codes_left,
+        remember,
     })
 }
 
 /// Make the browser known to `user`: its token's lifetime starts again, or
-/// it gets a new token. Returns the token for the cookie.
-pub(crate) fn remember_browser(
+/// it gets a new token. Returns the token for the cookie, and the row.
+pub(crate) fn make_known(
     c: &mut Conn,
     user: &User,
     client: &Client,
     token: BrowserToken,
     now: UnixTime,
-) -> Result<String, DbError> {
+) -> Result<(String, BrowserId), DbError> {
     let expires = now.plus(KNOWN_BROWSER_SECONDS);
     if let Some((value, hash)) = &token.sent
         && let Some(known) = browsers::find(c, hash, now)?
         && known.user_id == user.id
     {
         browsers::touch(c, known.id, now, expires)?;
-        return Ok(value.clone());
+        return Ok((value.clone(), known.id));
     }
     browsers::insert(
         c,
@@ -361,5 +477,6 @@ pub(crate) fn remember_browser(
         },
         now,
     )?;
-    Ok(token.fresh)
+    let row = browsers::find(c, &token.fresh_hash, now)?.ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+    Ok((token.fresh, row.id))
 }

@@ -67,6 +67,7 @@ fn client(address: &str) -> Client {
         address: ClientAddress::of(address.parse().unwrap()),
         user_agent: Some("test".into()),
         browser_token: None,
+        remember_token: None,
     }
 }
 
@@ -170,7 +171,7 @@ fn a_protected_sign_in_needs_the_password_and_the_code() {
         else {
             panic!()
         };
-        let step = w.auth.submit_code(&pending, &code, &c).await.unwrap();
+        let step = w.auth.submit_code(&pending, &code, &c, false).await.unwrap();
         assert!(matches!(step, CodeStep::Refused { .. }), "{step:?}");
         // The right password and the code sign in.
         let c = client("192.0.2.10");
@@ -182,7 +183,7 @@ fn a_protected_sign_in_needs_the_password_and_the_code() {
             panic!()
         };
         assert!(matches!(
-            w.auth.submit_code(&pending, &code, &c).await.unwrap(),
+            w.auth.submit_code(&pending, &code, &c, false).await.unwrap(),
             CodeStep::SignedIn(_)
         ));
     });
@@ -205,7 +206,7 @@ fn a_pending_sign_in_takes_five_wrong_codes_and_completes_once() {
         };
         let bad = wrong(&secret, w.clock.now());
         for left in (1..5).rev() {
-            let step = w.auth.submit_code(&pending, &bad, &c).await.unwrap();
+            let step = w.auth.submit_code(&pending, &bad, &c, false).await.unwrap();
             match step {
                 CodeStep::Refused { attempts_left, .. } => assert_eq!(attempts_left, left),
                 CodeStep::Throttled(_) => {}
@@ -213,12 +214,12 @@ fn a_pending_sign_in_takes_five_wrong_codes_and_completes_once() {
             }
         }
         assert!(matches!(
-            w.auth.submit_code(&pending, &bad, &c).await.unwrap(),
+            w.auth.submit_code(&pending, &bad, &c, false).await.unwrap(),
             CodeStep::Ended
         ));
         let code = secret.code_at_step(crate::core::totp::step_of(w.clock.now()));
         assert!(matches!(
-            w.auth.submit_code(&pending, &code, &c).await.unwrap(),
+            w.auth.submit_code(&pending, &code, &c, false).await.unwrap(),
             CodeStep::Gone
         ));
         // Past the account's lock (five wrong codes: 30 s).
@@ -228,11 +229,11 @@ fn a_pending_sign_in_takes_five_wrong_codes_and_completes_once() {
             panic!()
         };
         assert!(matches!(
-            w.auth.submit_code(&pending, &code, &c).await.unwrap(),
+            w.auth.submit_code(&pending, &code, &c, false).await.unwrap(),
             CodeStep::SignedIn(_)
         ));
         assert!(matches!(
-            w.auth.submit_code(&pending, &code, &c).await.unwrap(),
+            w.auth.submit_code(&pending, &code, &c, false).await.unwrap(),
             CodeStep::Gone
         ));
     });
@@ -254,11 +255,11 @@ fn a_code_is_accepted_once_and_a_recovery_code_once() {
             panic!()
         };
         assert!(matches!(
-            w.auth.submit_code(&first, &code, &c).await.unwrap(),
+            w.auth.submit_code(&first, &code, &c, false).await.unwrap(),
             CodeStep::SignedIn(_)
         ));
         assert!(matches!(
-            w.auth.submit_code(&second, &code, &c).await.unwrap(),
+            w.auth.submit_code(&second, &code, &c, false).await.unwrap(),
             CodeStep::Refused {
                 refusal: Refusal::Replayed,
                 ..

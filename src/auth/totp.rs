@@ -206,6 +206,8 @@ pub(crate) fn turn_on(
     now: UnixTime,
 ) -> Result<(), DbError> {
     users::bump_codes_generation(c, user.id, None)?;
+    // A new enrolment: browsers remembered under an earlier one no longer count.
+    users::bump_mfa_epoch(c, user.id)?;
     recovery::replace(c, user.id, hashes, now)?;
     events::record(c, &client.event(Kind::MfaEnabled, Some(user)), now)
 }

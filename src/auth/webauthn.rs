@@ -32,7 +32,7 @@ use webauthn_rs::prelude::{
 use webauthn_rs_proto::{CredProtect, CredentialProtectionPolicy, ResidentKeyRequirement};
 
 use super::factors::FactorUsed;
-use super::sign_in::{CodeStep, SignedIn, complete};
+use super::sign_in::{CodeStep, Completion, SignedIn, complete};
 use super::{Auth, AuthError, AuthResult, Client};
 use crate::core::limits::{PENDING_MAX_ATTEMPTS, WEBAUTHN_CEREMONY_SECONDS};
 use crate::core::recovery::RecoveryCode;
@@ -421,6 +421,7 @@ impl Auth {
         ceremony: &str,
         response: &PublicKeyCredential,
         client: &Client,
+        remember: bool,
     ) -> AuthResult<CodeStep> {
         let Some(rp) = self.relying() else {
             return Ok(CodeStep::Gone);
@@ -442,6 +443,7 @@ impl Auth {
         match verified {
             Ok((user, cred, result)) => {
                 let (client, token) = (client.clone(), self.new_browser_token(client));
+                let remember = self.remember_request(remember).await?;
                 let password_at = row.created_at;
                 self.db
                     .run(move |c| {
@@ -452,16 +454,16 @@ impl Auth {
                             if let Err(refusal) = store_assertion(c, &user, &cred, &result, &client, now)? {
                                 return Ok(refused_step(refusal));
                             }
-                            let done = complete(
-                                c,
+                            let done = Completion {
                                 user,
-                                &client,
+                                client: &client,
                                 token,
-                                Some(FactorUsed::Key(cred.id)),
+                                factor: Some(FactorUsed::Key(cred.id)),
                                 password_at,
-                                now,
-                            )?;
-                            Ok(CodeStep::SignedIn(Box::new(done)))
+                                remember,
+                                remembered: false,
+                            };
+                            Ok(CodeStep::SignedIn(Box::new(complete(c, done, now)?)))
                         })
                     })
                     .await
@@ -617,15 +619,17 @@ impl Auth {
                     if let Err(refusal) = store_assertion(c, &user, &cred, &result, &client, now)? {
                         return Ok(Err(refusal));
                     }
-                    Ok(Ok(complete(
-                        c,
+                    let done = Completion {
                         user,
-                        &client,
+                        client: &client,
                         token,
-                        Some(FactorUsed::Key(cred.id)),
-                        now,
-                        now,
-                    )?))
+                        factor: Some(FactorUsed::Key(cred.id)),
+                        // A passkey with user verification counts as the password.
+                        password_at: now,
+                        remember: None,
+                        remembered: false,
+                    };
+                    Ok(Ok(complete(c, done, now)?))
                 })
             })
             .await?)

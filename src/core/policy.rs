@@ -4,7 +4,7 @@
 /// Default grace period when an administrator turns the policy on.
 pub const DEFAULT_GRACE_DAYS: i64 = 7;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MfaPolicy {
     pub required: bool,
     /// When the policy was turned on.
@@ -12,7 +12,15 @@ pub struct MfaPolicy {
     pub grace_days: i64,
     /// Only phishing-resistant factors count: security keys and passkeys.
     pub keys_only: bool,
+    /// How long "Remember this browser" skips the second factor, in days
+    /// (0 turns it off).
+    pub remember_days: i64,
 }
+
+/// "Remember this browser": 30 days unless an administrator says otherwise.
+pub const DEFAULT_REMEMBER_DAYS: i64 = 30;
+/// The longest an administrator may choose.
+pub const MAX_REMEMBER_DAYS: i64 = 90;
 
 /// What a user has set up, as far as the policy cares.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,6 +73,7 @@ mod tests {
             since: 1_000,
             grace_days: 7,
             keys_only: false,
+            remember_days: 30,
         };
         let none = Factors::default();
         let app = Factors { any: true, key: false };

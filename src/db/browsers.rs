@@ -22,6 +22,9 @@ pub struct KnownBrowser {
     pub expires_at: UnixTime,
     pub user_agent: Option<String>,
     pub client_address: Option<String>,
+    pub remember_hash: Option<String>,
+    pub remembered_at: Option<i64>,
+    pub remembered_epoch: Option<i64>,
 }
 
 /// The live browser with this token hash.
@@ -94,4 +97,84 @@ pub fn forget_all(c: &mut Conn, user: UserId) -> Result<usize, DbError> {
 
 pub fn delete_expired(c: &mut Conn, now: UnixTime) -> Result<usize, DbError> {
     Ok(diesel::delete(known_browsers::table.filter(known_browsers::expires_at.le(now.0))).execute(c)?)
+}
+
+/// Remember this browser for `user` from `now`, under 2FA epoch `epoch`,
+/// with a new remember token (its keyed hash).
+pub fn remember(c: &mut Conn, id: BrowserId, remember_hash: &str, epoch: i64, now: UnixTime) -> Result<(), DbError> {
+    diesel::update(known_browsers::table.find(id.0))
+        .set((
+            known_browsers::remember_hash.eq(remember_hash),
+            known_browsers::remembered_at.eq(now.0),
+            known_browsers::remembered_epoch.eq(epoch),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// The browser whose remember token hashes to `remember_hash`.
+pub fn find_remembered(c: &mut Conn, remember_hash: &str) -> Result<Option<KnownBrowser>, DbError> {
+    Ok(known_browsers::table
+        .filter(known_browsers::remember_hash.eq(remember_hash))
+        .select(KnownBrowser::as_select())
+        .get_result(c)
+        .optional()?)
+}
+
+/// Stop remembering one of the user's browsers (it stays known).
+pub fn forget_remembered(c: &mut Conn, user: UserId, id: BrowserId) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        known_browsers::table
+            .find(id.0)
+            .filter(known_browsers::user_id.eq(user.0))
+            .filter(known_browsers::remember_hash.is_not_null()),
+    )
+    .set((
+        known_browsers::remember_hash.eq(None::<String>),
+        known_browsers::remembered_at.eq(None::<i64>),
+        known_browsers::remembered_epoch.eq(None::<i64>),
+    ))
+    .execute(c)?
+        == 1)
+}
+
+/// Stop remembering every browser of the user. Returns how many were.
+pub fn forget_all_remembered(c: &mut Conn, user: UserId) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        known_browsers::table
+            .filter(known_browsers::user_id.eq(user.0))
+            .filter(known_browsers::remember_hash.is_not_null()),
+    )
+    .set((
+        known_browsers::remember_hash.eq(None::<String>),
+        known_browsers::remembered_at.eq(None::<i64>),
+        known_browsers::remembered_epoch.eq(None::<i64>),
+    ))
+    .execute(c)?)
+}
+
+/// How many of the user's browsers (or just `which`) are remembered.
+pub fn count_remembered(c: &mut Conn, user: UserId, which: Option<BrowserId>) -> Result<usize, DbError> {
+    let mut q = known_browsers::table
+        .filter(known_browsers::user_id.eq(user.0))
+        .filter(known_browsers::remember_hash.is_not_null())
+        .into_boxed();
+    if let Some(id) = which {
+        q = q.filter(known_browsers::id.eq(id.0));
+    }
+    let n: i64 = q.count().get_result(c)?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// How many of the user's browsers were remembered after `since` under 2FA
+/// epoch `epoch` (those that skip the second factor now).
+pub fn count_remembered_since(c: &mut Conn, user: UserId, epoch: i64, since: i64) -> Result<usize, DbError> {
+    let n: i64 = known_browsers::table
+        .filter(known_browsers::user_id.eq(user.0))
+        .filter(known_browsers::remember_hash.is_not_null())
+        .filter(known_browsers::remembered_epoch.eq(epoch))
+        .filter(known_browsers::remembered_at.gt(since))
+        .count()
+        .get_result(c)?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }

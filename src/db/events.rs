@@ -59,6 +59,8 @@ kinds! {
     LoggedOut = "logged_out", "Signed out";
     SessionsRevoked = "sessions_revoked", "Other sessions signed out";
     BrowserForgotten = "browser_forgotten", "Known browser forgotten";
+    BrowserRemembered = "browser_remembered", "Browser remembered (second step skipped there)";
+    RememberedBrowserForgotten = "remembered_browser_forgotten", "Remembered browser forgotten";
     AdminCreatedUser = "admin_created_user", "Account created by an administrator";
     AdminUnlocked = "admin_unlocked_account", "Account unlocked by an administrator";
     AdminGranted = "admin_granted", "Administrator rights granted";

@@ -24,6 +24,9 @@ pub struct User {
     pub recovery_codes_generation: i64,
     /// The random WebAuthn user handle, once the user has registered a key.
     pub webauthn_handle: Option<String>,
+    /// Moves on whenever 2FA turns on or off: a browser remembered under
+    /// another value no longer skips the second factor.
+    pub mfa_epoch: i64,
 }
 
 #[derive(Insertable)]
@@ -216,4 +219,12 @@ pub fn find_by_webauthn_handle(c: &mut Conn, handle: &str) -> Result<Option<User
         .select(User::as_select())
         .get_result(c)
         .optional()?)
+}
+
+/// 2FA turned on or off: browsers remembered before no longer count.
+pub fn bump_mfa_epoch(c: &mut Conn, id: UserId) -> Result<(), DbError> {
+    diesel::update(users::table.find(id.0))
+        .set(users::mfa_epoch.eq(users::mfa_epoch + 1))
+        .execute(c)?;
+    Ok(())
 }

@@ -41,10 +41,15 @@ pub fn client(req: &HttpRequest) -> Client {
         .cookie(super::cookies::browser_cookie_name(state.secure_cookies))
         .map(|c| c.value().to_string())
         .filter(|v| v.len() <= 64);
+    let remember_token = req
+        .cookie(super::cookies::remember_cookie_name(state.secure_cookies))
+        .map(|c| c.value().to_string())
+        .filter(|v| v.len() <= 64);
     Client {
         address,
         user_agent,
         browser_token,
+        remember_token,
     }
 }
 

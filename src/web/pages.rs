@@ -98,6 +98,8 @@ pub struct TwoFactorPage {
     /// A protected sign-in: the account is under attack, so the prompt
     /// explains why a password alone is not enough now.
     pub protected: bool,
+    /// "Remember this browser for N days" (0: no checkbox).
+    pub remember_days: i64,
 }
 
 #[derive(Template)]
@@ -252,6 +254,8 @@ pub struct AdminUserRow {
     pub locked: bool,
     /// "Remove admin" is not offered to the last administrator.
     pub last_admin: bool,
+    /// Browsers that skip the second factor now.
+    pub remembered_browsers: usize,
 }
 
 #[derive(Template)]
@@ -261,6 +265,7 @@ pub struct AdminUsersPage {
     pub users: Vec<AdminUserRow>,
     pub policy_required: bool,
     pub policy_keys_only: bool,
+    pub remember_days: i64,
     pub policy_deadline: Option<String>,
     pub grace_days: i64,
     pub new_username: String,
@@ -352,6 +357,17 @@ pub struct BrowserRow {
     pub current: bool,
 }
 
+/// A remembered browser, as the Sessions tab lists it.
+pub struct RememberedRow {
+    pub id: i64,
+    pub browser: String,
+    pub address: String,
+    pub remembered: String,
+    pub until: String,
+    pub last_used: String,
+    pub current: bool,
+}
+
 #[derive(Template)]
 #[template(path = "account_sessions.html")]
 pub struct SessionsPage {
@@ -359,4 +375,5 @@ pub struct SessionsPage {
     pub tab: Tab,
     pub sessions: Vec<SessionRow>,
     pub browsers: Vec<BrowserRow>,
+    pub remembered: Vec<RememberedRow>,
 }

@@ -19,6 +19,7 @@ mod login;
 mod mfa;
 mod mfa_races;
 mod multi_instance;
+mod remember;
 mod security;
 mod sessions;
 mod setup;

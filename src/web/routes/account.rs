@@ -5,18 +5,19 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use crate::auth::Actor;
 use crate::auth::account::PasswordChange;
 use crate::core::password;
 use crate::core::types::{BrowserId, Password};
 use crate::web::AppState;
-use crate::web::cookies::browser_cookie;
+use crate::web::cookies::{browser_cookie, remember_cookie};
 use crate::web::error::AppError;
 use crate::web::extract::{SignedIn, client};
 use crate::web::format::{describe_user_agent, format_time};
 use crate::web::forms::Posted;
 use crate::web::pages::{
-    AccountLogPage, BrowserRow, DashboardPage, LogRow, Nav, Page, PasswordPage, ProfilePage, SessionRow, SessionsPage,
-    SettingsPage, Tab,
+    AccountLogPage, BrowserRow, DashboardPage, LogRow, Nav, Page, PasswordPage, ProfilePage, RememberedRow, SessionRow,
+    SessionsPage, SettingsPage, Tab,
 };
 use crate::web::responses::{ok, redirect, render};
 use crate::web::session::{Flash, SessionExt, SessionInfo, keys};
@@ -153,10 +154,29 @@ pub async fn sessions_tab(
         .auth
         .is_known_browser(me.user.id, client.browser_token.as_deref())
         .await?;
-    let browsers = state
-        .auth
-        .known_browsers(me.user.id)
-        .await?
+    let rows = state.auth.known_browsers(me.user.id).await?;
+    let policy = state.auth.mfa_policy().await?;
+    let now = state.clock.now();
+    let this_remembered = state.auth.remembered_browser(&me.user, &client).await?;
+    let remembered = rows
+        .iter()
+        .filter_map(|b| {
+            let at = b.remembered_at?;
+            let until = at + policy.remember_days * 86_400;
+            (b.remembered_epoch == Some(me.user.mfa_epoch) && policy.remember_days > 0 && until > now).then(|| {
+                RememberedRow {
+                    id: b.id.0,
+                    current: this_remembered == Some(b.id),
+                    browser: describe_user_agent(b.user_agent.as_deref().unwrap_or("")),
+                    address: b.client_address.clone().unwrap_or_else(|| "—".into()),
+                    remembered: format_time(at),
+                    until: format_time(until),
+                    last_used: format_time(b.last_used_at.0),
+                }
+            })
+        })
+        .collect();
+    let browsers = rows
         .into_iter()
         .map(|b| BrowserRow {
             id: b.id.0,
@@ -172,6 +192,7 @@ pub async fn sessions_tab(
         tab: Tab::Sessions,
         sessions,
         browsers,
+        remembered,
     })
 }
 
@@ -237,6 +258,62 @@ pub async fn forget_all_browsers(
         if n == 1 { "" } else { "s" }
     )));
     Ok(redirect("/settings/account/sessions"))
+}
+
+/// `POST /settings/account/remembered/{id}/forget`: that browser asks for
+/// the second factor again.
+pub async fn forget_remembered(
+    Posted { who: me, form: _ }: Posted<SignedIn, NoFields>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let client = client(&req);
+    let which = BrowserId(path.into_inner());
+    let this_one = state.auth.remembered_browser(&me.user, &client).await? == Some(which);
+    let n = state
+        .auth
+        .forget_remembered(&me.user, Some(which), Actor::User { client: &client })
+        .await?;
+    me.session.set_flash(if n == 1 {
+        Flash::success("That browser will ask for the second factor again.")
+    } else {
+        Flash::info("That browser was not remembered.")
+    });
+    let mut resp = redirect("/settings/account/sessions");
+    if this_one {
+        drop_remember_cookie(&mut resp, &state)?;
+    }
+    Ok(resp)
+}
+
+/// This browser's remember cookie is of no use any more: remove it.
+fn drop_remember_cookie(resp: &mut HttpResponse, state: &AppState) -> Result<(), AppError> {
+    let mut gone = remember_cookie("", 0, state.secure_cookies);
+    gone.make_removal();
+    resp.add_cookie(&gone).map_err(AppError::internal)
+}
+
+/// `POST /settings/account/remembered/forget`: forget every remembered browser.
+pub async fn forget_all_remembered(
+    Posted { who: me, form: _ }: Posted<SignedIn, NoFields>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let client = client(&req);
+    let n = state
+        .auth
+        .forget_remembered(&me.user, None, Actor::User { client: &client })
+        .await?;
+    me.session.set_flash(Flash::success(format!(
+        "Forgot {n} remembered browser{}: each asks for the second factor again.",
+        if n == 1 { "" } else { "s" }
+    )));
+    let mut resp = redirect("/settings/account/sessions");
+    if client.remember_token.is_some() {
+        drop_remember_cookie(&mut resp, &state)?;
+    }
+    Ok(resp)
 }
 
 /// `GET /settings/account/security-log`: this account's recent events.

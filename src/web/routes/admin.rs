@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::sudo::redirect_to_prompt;
 use crate::auth::admin::{Created, Locks, Reset};
 use crate::auth::{Actor, Client};
-use crate::core::policy::DEFAULT_GRACE_DAYS;
+use crate::core::policy::{DEFAULT_GRACE_DAYS, MAX_REMEMBER_DAYS};
 use crate::core::types::{Password, UserId};
 use crate::core::username::Username;
 use crate::db::events::Kind;
@@ -128,6 +128,7 @@ async fn users_page(
             locked: o.locks.any(),
             locks: describe_locks(&o.locks),
             last_admin: o.user.is_admin && admins == 1,
+            remembered_browsers: o.remembered_browsers,
             username: o.user.username,
             is_admin: o.user.is_admin,
             must_change_password: o.user.must_change_password,
@@ -144,6 +145,7 @@ async fn users_page(
             users,
             policy_required: policy.required,
             policy_keys_only: policy.keys_only,
+            remember_days: policy.remember_days,
             policy_deadline: policy.required.then(|| format_time(policy.deadline_for(0))),
             grace_days: if policy.required {
                 policy.grace_days
@@ -274,6 +276,28 @@ pub async fn reset(
     Ok(redirect(USERS))
 }
 
+/// `POST /admin/users/{id}/forget-browsers`: the user's remembered browsers
+/// ask for the second factor again.
+pub async fn forget_browsers(
+    Posted { who: me, form: _ }: Posted<Admin, NoFields>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    if let Some(detour) = needs_password(&me, &state, USERS) {
+        return Ok(detour);
+    }
+    let user = target(&state, path.into_inner()).await?;
+    let client = client(&req);
+    let n = state.auth.forget_remembered(&user, None, actor(&me, &client)).await?;
+    me.0.session.set_flash(Flash::success(format!(
+        "Forgot {n} remembered browser{} of {}: they ask for the second factor again.",
+        if n == 1 { "" } else { "s" },
+        user.username
+    )));
+    Ok(redirect(USERS))
+}
+
 /// `POST /admin/users/{id}/unlock`: clear every lock on an account.
 pub async fn unlock(
     Posted { who: me, form: _ }: Posted<Admin, NoFields>,
@@ -345,6 +369,7 @@ pub struct PolicyForm {
     required: Option<String>,
     grace_days: String,
     keys_only: Option<String>,
+    remember_days: Option<String>,
 }
 
 /// `POST /admin/policy`: require 2FA for everyone, with a grace period.
@@ -363,11 +388,30 @@ pub async fn set_policy(
             return users_page(&req, &me, &state, StatusCode::BAD_REQUEST, Some(flash), "").await;
         }
     };
+    let remember_days = match form.remember_days.as_deref().map(str::trim) {
+        None => state.auth.mfa_policy().await?.remember_days,
+        Some(d) => match d.parse::<i64>() {
+            Ok(d) if (0..=MAX_REMEMBER_DAYS).contains(&d) => d,
+            _ => {
+                let flash = Flash::error(format!(
+                    "Browsers can be remembered for 0 to {MAX_REMEMBER_DAYS} days (0 turns it off)."
+                ));
+                return users_page(&req, &me, &state, StatusCode::BAD_REQUEST, Some(flash), "").await;
+            }
+        },
+    };
     let required = matches!(form.required.as_deref(), Some("1" | "on" | "true"));
     let keys_only = matches!(form.keys_only.as_deref(), Some("1" | "on" | "true"));
     let saved = state
         .auth
-        .set_policy(&me.0.user, &client(&req), required, grace_days, keys_only)
+        .set_policy(
+            &me.0.user,
+            &client(&req),
+            required,
+            grace_days,
+            keys_only,
+            remember_days,
+        )
         .await?;
     me.0.session.set_flash(Flash::success(if saved.required {
         format!(

@@ -12,7 +12,7 @@ use crate::core::types::Password;
 use crate::core::username;
 use crate::db::events::Kind;
 use crate::web::AppState;
-use crate::web::cookies::browser_cookie;
+use crate::web::cookies::{browser_cookie, remember_cookie};
 use crate::web::error::AppError;
 use crate::web::extract::client;
 use crate::web::forms::Protected;
@@ -152,6 +152,10 @@ pub fn finish_sign_in(
     let mut resp = redirect(&to);
     resp.add_cookie(&browser_cookie(&done.browser_token, state.secure_cookies))
         .map_err(AppError::internal)?;
+    if let Some((token, max_age)) = &done.remember {
+        resp.add_cookie(&remember_cookie(token, *max_age, state.secure_cookies))
+            .map_err(AppError::internal)?;
+    }
     Ok(resp)
 }
 

@@ -100,6 +100,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(account::forget_all_browsers),
         )
         .route(
+            "/settings/account/remembered/{id}/forget",
+            web::post().to(account::forget_remembered),
+        )
+        .route(
+            "/settings/account/remembered/forget",
+            web::post().to(account::forget_all_remembered),
+        )
+        .route(
             "/settings/account/security-log",
             web::get().to(account::security_log_tab),
         )
@@ -108,6 +116,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/users/{id}/reset-mfa", web::get().to(admin::reset_form))
         .route("/admin/users/{id}/reset-mfa", web::post().to(admin::reset))
         .route("/admin/users/{id}/unlock", web::post().to(admin::unlock))
+        .route(
+            "/admin/users/{id}/forget-browsers",
+            web::post().to(admin::forget_browsers),
+        )
         .route("/admin/users/{id}/admin", web::post().to(admin::set_admin))
         .route("/admin/policy", web::post().to(admin::set_policy))
         .route("/admin/security-log", web::get().to(admin::security_log));

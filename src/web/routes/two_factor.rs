@@ -66,6 +66,7 @@ pub async fn form(
         keys,
         keys_first,
         protected: pending.protected,
+        remember_days: state.auth.mfa_policy().await?.remember_days,
     })
 }
 
@@ -73,6 +74,8 @@ pub async fn form(
 #[serde(deny_unknown_fields)]
 pub struct CodeForm {
     code: String,
+    /// The "Remember this browser" checkbox (`on` when ticked).
+    remember_browser: Option<String>,
 }
 
 pub async fn submit(
@@ -82,6 +85,7 @@ pub async fn submit(
 ) -> Result<HttpResponse, AppError> {
     let session = &pending.session;
     let (keys, _) = offer(&state, &pending).await?.unwrap_or((false, false));
+    let remember_days = state.auth.mfa_policy().await?.remember_days;
     let again = |status: StatusCode, message: String| {
         let page = Page::new(&req, session, None, Nav::None, TITLE).with_flash(Flash::error(message));
         render(
@@ -91,6 +95,7 @@ pub async fn submit(
                 keys,
                 keys_first: false,
                 protected: pending.protected,
+                remember_days,
             },
         )
     };
@@ -98,7 +103,12 @@ pub async fn submit(
         return again(StatusCode::BAD_REQUEST, refusal_message(Refusal::Malformed).into());
     }
     let client = client(&req);
-    match state.auth.submit_code(&pending.pending, &form.code, &client).await? {
+    let remember = form.remember_browser.as_deref() == Some("on");
+    match state
+        .auth
+        .submit_code(&pending.pending, &form.code, &client, remember)
+        .await?
+    {
         CodeStep::SignedIn(done) => {
             if let Some(left) = done.recovery_codes_left {
                 session.set_flash(Flash::info(format!(

@@ -276,6 +276,9 @@ pub struct Nothing {}
 pub struct Finish {
     ceremony: String,
     credential: PublicKeyCredential,
+    /// The code prompt's "Remember this browser" checkbox.
+    #[serde(default)]
+    remember: bool,
 }
 
 pub async fn second_step_start(
@@ -293,7 +296,13 @@ pub async fn second_step_finish(
     let client = client(&req);
     let step = state
         .auth
-        .finish_key_second_step(&pending.pending, &body.ceremony, &body.credential, &client)
+        .finish_key_second_step(
+            &pending.pending,
+            &body.ceremony,
+            &body.credential,
+            &client,
+            body.remember,
+        )
         .await?;
     let session = &pending.session;
     let start_over = |message: &str| {

@@ -1,5 +1,6 @@
 //! The seed's journeys, clicked through in Chromium: first-run setup, enable
-//! 2FA, sign in with a code and with a recovery code, sudo mode, disable 2FA.
+//! 2FA, sign in with a code and with a recovery code, remember the browser,
+//! sudo mode, disable 2FA.
 //! With JavaScript, without it, and in the dark colour scheme.
 
 use std::sync::Arc;
@@ -166,6 +167,37 @@ async fn walk(app: &TestApp, ui: &Ui, setup_url: &str) -> WebDriverResult<()> {
     ui.el("nav-settings").await?;
     open_mfa_tab(ui).await?;
     assert_eq!(ui.text("recovery-codes-remaining").await?, "9");
+
+    // Remember this browser: ticked at the code prompt, the password alone
+    // signs in here afterwards, and the Sessions tab lists it.
+    sign_out(ui).await?;
+    app.clock.advance(30);
+    sign_in(ui, ADMIN_PASSWORD).await?;
+    ui.el("two-factor-submit").await?;
+    let label = ui
+        .driver
+        .find(By::Css("label[for='remember-browser']"))
+        .await?
+        .text()
+        .await?;
+    assert!(label.contains("Remember this browser for 30 days"), "{label}");
+    ui.click("remember-browser").await?;
+    ui.type_into("code", &oathtool(&secret, app.clock.now())).await?;
+    ui.click("two-factor-submit").await?;
+    ui.el("nav-settings").await?;
+    ui.click("nav-settings").await?;
+    ui.click("nav-account-settings").await?;
+    ui.click("tab-sessions").await?;
+    ui.el("remembered-browsers").await?;
+    let items = ui.driver.find_all(By::Css("#remembered-browsers li")).await?;
+    assert_eq!(items.len(), 1);
+    assert!(items[0].text().await?.contains("this browser"));
+    ui.check_page("sessions-remembered").await?;
+    sign_out(ui).await?;
+    sign_in(ui, ADMIN_PASSWORD).await?;
+    ui.el("nav-settings").await?;
+    assert_eq!(ui.path().await?, "/", "no code asked on a remembered browser");
+    open_mfa_tab(ui).await?;
 
     // Eleven minutes later the password is stale: Disable MFA asks for it
     // first (sudo mode), then shows the confirmation page.

@@ -41,12 +41,15 @@ async fn browser_keyboard_only_sign_in_with_a_code() {
         assert_eq!(focused(&ui).await?, "login-submit");
         press(&ui, Key::Enter).await?;
 
-        // The code prompt: the field has the focus, Tab reaches Verify.
+        // The code prompt: the field has the focus, Tab reaches "Remember
+        // this browser", then Verify.
         ui.el("two-factor-submit").await?;
         assert_eq!(ui.path().await?, "/login/two-factor");
         ui.check_page("two-factor").await?;
         assert_eq!(focused(&ui).await?, "code");
         press(&ui, oathtool(&enrolled.secret, app.clock.now())).await?;
+        press(&ui, Key::Tab).await?;
+        assert_eq!(focused(&ui).await?, "remember-browser");
         press(&ui, Key::Tab).await?;
         assert_eq!(focused(&ui).await?, "two-factor-submit");
         press(&ui, Key::Enter).await?;
