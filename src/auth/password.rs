@@ -111,6 +111,13 @@ impl Auth {
         crate::core::keys::hex(&self.keys.mac("known-browser", token.as_bytes()))
     }
 
+    /// The token's keyed hash under every server key, the active one first:
+    /// to find a browser remembered before a key rotation.
+    pub(crate) fn browser_token_hashes(&self, token: &str) -> Vec<String> {
+        let macs = self.keys.mac_candidates("known-browser", token.as_bytes());
+        macs.iter().map(|m| crate::core::keys::hex(m)).collect()
+    }
+
     /// Check `password` for the account typed as `typed` (`user`, if it
     /// exists), under the lockout rules. With no user, the dummy hash is
     /// checked, so the answer takes the same time.
@@ -193,8 +200,8 @@ impl Auth {
         let (Some(user), Some(token)) = (user, client.browser_token.as_deref()) else {
             return Ok(Lane::NewBrowser);
         };
-        let hash = self.browser_token_hash(token);
-        let found = self.db.read(move |c| browsers::find(c, &hash, now)).await?;
+        let hashes = self.browser_token_hashes(token);
+        let found = self.db.read(move |c| browsers::find(c, &hashes, now)).await?;
         Ok(match found {
             Some(b) if b.user_id == user.id => Lane::KnownBrowser(b.id),
             _ => Lane::NewBrowser,

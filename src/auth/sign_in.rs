@@ -273,7 +273,7 @@ impl Auth {
             sent: client
                 .browser_token
                 .as_ref()
-                .map(|t| (t.clone(), self.browser_token_hash(t))),
+                .map(|t| (t.clone(), self.browser_token_hashes(t))),
             fresh_hash: self.browser_token_hash(&fresh),
             fresh,
         }
@@ -283,7 +283,8 @@ impl Auth {
 /// A known-browser token: the one the browser sent (with its hash), and a
 /// fresh one in case that is not this user's.
 pub(crate) struct BrowserToken {
-    sent: Option<(String, String)>,
+    /// The token and its hashes under every key, the active key's first.
+    sent: Option<(String, Vec<String>)>,
     fresh: String,
     fresh_hash: String,
 }
@@ -337,11 +338,11 @@ pub(crate) fn remember_browser(
     now: UnixTime,
 ) -> Result<String, DbError> {
     let expires = now.plus(KNOWN_BROWSER_SECONDS);
-    if let Some((value, hash)) = &token.sent
-        && let Some(known) = browsers::find(c, hash, now)?
+    if let Some((value, hashes)) = &token.sent
+        && let Some(known) = browsers::find(c, hashes, now)?
         && known.user_id == user.id
     {
-        browsers::touch(c, known.id, now, expires)?;
+        browsers::touch(c, known.id, &hashes[0], now, expires)?;
         return Ok(value.clone());
     }
     browsers::insert(

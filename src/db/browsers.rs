@@ -24,10 +24,11 @@ pub struct KnownBrowser {
     pub client_address: Option<String>,
 }
 
-/// The live browser with this token hash.
-pub fn find(c: &mut Conn, token_hash: &str, now: UnixTime) -> Result<Option<KnownBrowser>, DbError> {
+/// The live browser with one of these token hashes (the token's keyed hash
+/// under each server key: one made before a key rotation is still found).
+pub fn find(c: &mut Conn, token_hashes: &[String], now: UnixTime) -> Result<Option<KnownBrowser>, DbError> {
     Ok(known_browsers::table
-        .filter(known_browsers::token_hash.eq(token_hash))
+        .filter(known_browsers::token_hash.eq_any(token_hashes))
         .filter(known_browsers::expires_at.gt(now.0))
         .select(KnownBrowser::as_select())
         .get_result(c)
@@ -57,10 +58,18 @@ pub fn insert(c: &mut Conn, b: NewBrowser<'_>, now: UnixTime) -> Result<(), DbEr
     Ok(())
 }
 
-/// A sign-in from this browser: its lifetime starts again.
-pub fn touch(c: &mut Conn, id: BrowserId, now: UnixTime, expires_at: UnixTime) -> Result<(), DbError> {
+/// A sign-in from this browser: its lifetime starts again, and its token
+/// is stored under the active key's hash (`token_hash`) from now on.
+pub fn touch(
+    c: &mut Conn,
+    id: BrowserId,
+    token_hash: &str,
+    now: UnixTime,
+    expires_at: UnixTime,
+) -> Result<(), DbError> {
     diesel::update(known_browsers::table.find(id.0))
         .set((
+            known_browsers::token_hash.eq(token_hash),
             known_browsers::last_used_at.eq(now.0),
             known_browsers::expires_at.eq(expires_at.0),
         ))

@@ -2,10 +2,12 @@
 //! free port with its own SQLite file and talks to it over HTTP.
 
 mod helpers;
+mod ops_support;
 
 mod hostile;
 
 mod admin;
+mod backup;
 mod browser;
 mod cli;
 mod crash;
@@ -19,6 +21,8 @@ mod login;
 mod mfa;
 mod mfa_races;
 mod multi_instance;
+mod observability;
+mod rotation;
 mod security;
 mod sessions;
 mod setup;
