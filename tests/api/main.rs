@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod crash;
 mod crash_resets;
+mod deploy;
 mod faults;
 mod fuzz_corpus;
 mod hardening;
