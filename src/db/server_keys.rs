@@ -63,11 +63,13 @@ pub fn all(c: &mut Conn) -> Result<Vec<KeyRecord>, DbError> {
 }
 
 /// The current key: the one made current last, if a rotation ever did.
+/// (Two made current in the same second — `key rotate --all` — are told
+/// apart by which was created later: a rotation activates the newer key.)
 pub fn current(records: &[KeyRecord]) -> Option<&KeyRecord> {
     records
         .iter()
         .filter(|r| r.activated_at.is_some() && r.retired_at.is_none())
-        .max_by_key(|r| r.activated_at)
+        .max_by_key(|r| (r.activated_at, r.created_at, r.key_id.len(), r.key_id.clone()))
 }
 
 pub fn mark_activated(c: &mut Conn, key_id: &str, now: UnixTime) -> Result<(), DbError> {

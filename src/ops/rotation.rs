@@ -412,3 +412,61 @@ impl Rotation<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, created: i64, activated: Option<i64>, retired: Option<i64>) -> KeyRecord {
+        KeyRecord {
+            key_id: id.into(),
+            fingerprint: String::new(),
+            created_at: created,
+            activated_at: activated,
+            retired_at: retired,
+        }
+    }
+
+    #[test]
+    fn the_next_step_and_what_may_start() {
+        let path = Path::new("latchkey.key");
+        let mut keys = Keyring::ephemeral();
+        let before = vec![record("k1", 1, Some(1), None)];
+        assert!(state(&keys, before.clone()).added.is_none());
+        assert!(check_on_start(&before, &keys, path).is_ok());
+
+        keys.add_key("k2").unwrap();
+        let added = vec![record("k1", 1, Some(1), None), record("k2", 5, None, None)];
+        let st = state(&keys, added.clone());
+        assert_eq!((st.added.as_deref(), st.older.len()), (Some("k2"), 0));
+        assert!(check_on_start(&added, &keys, path).is_ok());
+
+        let activated = vec![record("k1", 1, Some(1), None), record("k2", 5, Some(9), None)];
+        assert!(
+            check_on_start(&activated, &keys, path).is_ok(),
+            "k1 active, k2 held: rolling"
+        );
+        assert!(
+            check_on_start(&activated, &Keyring::ephemeral(), path).is_err(),
+            "only the old key"
+        );
+        keys.activate("k2").unwrap();
+        let st = state(&keys, activated.clone());
+        assert_eq!((st.added, st.older), (None, vec!["k1".to_string()]));
+
+        let retired = vec![record("k1", 1, Some(1), Some(12)), record("k2", 5, Some(9), None)];
+        assert!(
+            check_on_start(&retired, &keys, path).is_ok(),
+            "k1's master still there: a warning"
+        );
+        let mut stale = Keyring::ephemeral();
+        stale.add_key("k2").unwrap();
+        assert!(
+            check_on_start(&retired, &stale, path).is_err(),
+            "the active key was retired"
+        );
+        // Made current in the same second: the newer key is the current one.
+        let same = vec![record("k1", 1, Some(7), None), record("k2", 5, Some(7), None)];
+        assert_eq!(server_keys::current(&same).unwrap().key_id, "k2");
+    }
+}
