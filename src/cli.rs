@@ -1,4 +1,6 @@
-//! The `latchkey` command: its arguments, `serve`, and `user add|list|reset-mfa`.
+//! The `latchkey` command: its arguments, `serve`, `user add|list|reset-mfa`,
+//! and the operations commands (`healthcheck`, `backup`, `key rotate`:
+//! `crate::ops`).
 //!
 //! The user commands go through the same service as the web pages
 //! (`crate::auth`), over one database connection used on this thread.
@@ -11,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::admin::{Created, Reset};
 use crate::auth::{Actor, Auth, AuthSettings};
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::core::keys::Keyring;
 use crate::core::password;
 use crate::core::types::Password;
@@ -40,6 +42,29 @@ pub enum Command {
     /// Manage users
     #[command(subcommand)]
     User(UserCommand),
+    /// Exit 0 when the server at --bind answers /healthz (for container health checks)
+    Healthcheck,
+    /// Write a consistent copy of the SQLite database to PATH while servers run
+    /// (back up the key file separately; PostgreSQL: use pg_dump)
+    Backup { path: std::path::PathBuf },
+    /// Manage the server key
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Rotate the server key online, in three steps (add a key, make it current, re-seal everything and retire the
+    /// old key), each followed by copying the key file to every instance and restarting them one at a time; each run
+    /// does the next step and says what to do after it (README, "Rotating the server key")
+    Rotate {
+        /// Run this step rather than the next one
+        #[arg(long, value_enum)]
+        step: Option<crate::ops::rotation::Step>,
+        /// Run all three steps at once: only while no server runs
+        #[arg(long, conflicts_with = "step")]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -64,7 +89,7 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
+    init_logging(cli.settings.log_format);
     let config = match Config::from_settings(&cli.settings) {
         Ok(c) => c,
         Err(e) => {
@@ -75,6 +100,19 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::User(cmd) => user(config, cmd),
+        Command::Healthcheck => crate::ops::healthcheck::target(&config.bind).and_then(crate::ops::healthcheck::check),
+        Command::Backup { path } => crate::ops::backup::backup(&config.database_url, &path).map(|b| {
+            println!(
+                "Backed up the database to {} ({} bytes). Back up the key file {} too: without it the copy's \
+                 two-factor secrets cannot be read.",
+                path.display(),
+                b.bytes,
+                config.key_file.display()
+            );
+        }),
+        Command::Key(KeyCommand::Rotate { step, all }) => {
+            actix_web::rt::System::new().block_on(async { crate::ops::rotation::rotate(&config, step, all).await })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,14 +123,19 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs on standard error, as text or as one JSON object per line. In
+/// both, a line written while a request runs carries the request's span
+/// (`web::observe`): its `request_id`, method and route.
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+    };
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

@@ -81,6 +81,27 @@ pub struct Settings {
         global = true
     )]
     pub totp_skew: u8,
+
+    /// Serve Prometheus metrics on this address and port (e.g. 127.0.0.1:9464), apart from the pages [default: off]
+    #[arg(long, env = "LATCHKEY_METRICS_BIND", hide_env_values = true, global = true)]
+    pub metrics_bind: Option<String>,
+
+    /// Log format on standard error: `text` for people, `json` (one object per line) for log collectors
+    #[arg(
+        long,
+        env = "LATCHKEY_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        hide_env_values = true,
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The public URL, reduced to what we use.
@@ -134,6 +155,8 @@ pub struct Config {
     pub bcrypt_cost: u32,
     pub totp_skew: u8,
     pub trusted_proxies: Vec<IpAddr>,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_bind: Option<String>,
     /// The system clock in production; a manual one in tests.
     pub clock: Clock,
 }
@@ -168,6 +191,7 @@ impl Config {
             bcrypt_cost: s.bcrypt_cost,
             totp_skew: s.totp_skew,
             trusted_proxies: s.trusted_proxies.clone(),
+            metrics_bind: s.metrics_bind.clone().filter(|b| !b.trim().is_empty()),
             clock: Clock::system(),
         })
     }

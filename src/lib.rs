@@ -11,6 +11,8 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod db;
+pub mod metrics;
+pub mod ops;
 pub mod schema;
 pub mod startup;
 pub mod web;

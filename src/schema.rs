@@ -144,6 +144,8 @@ diesel::table! {
         key_id -> Text,
         fingerprint -> Text,
         created_at -> BigInt,
+        activated_at -> Nullable<BigInt>,
+        retired_at -> Nullable<BigInt>,
     }
 }
 

@@ -20,14 +20,18 @@ use crate::core::keys::Keyring;
 use crate::core::limits::SESSION_IDLE_SECONDS;
 use crate::db::{Db, server_keys};
 use crate::web::error::{AppError, not_found};
+use crate::web::key_rollover::{self, Rollover};
+use crate::web::metrics::MetricsState;
 use crate::web::session::DbSessionStore;
-use crate::web::{AppState, headers, middleware, routes};
+use crate::web::{AppState, head, headers, middleware, observe, routes};
 
 pub struct Application {
     server: Server,
     address: SocketAddr,
     setup_url: Option<String>,
     state: web::Data<AppState>,
+    /// The metrics listener (`--metrics-bind`) and its address.
+    metrics: Option<(Server, SocketAddr)>,
 }
 
 impl Application {
@@ -54,6 +58,10 @@ impl Application {
                 m.key_id
             );
         }
+        // After a key rotation: refuse a key file without the current key,
+        // or whose active key was retired.
+        let records = db.run(server_keys::all).await?;
+        crate::ops::rotation::check_on_start(&records, &keys, &config.key_file)?;
         let auth = Arc::new(
             Auth::new(
                 db.clone(),
@@ -101,17 +109,26 @@ impl Application {
             clock: config.clock.clone(),
         };
         let cookie_key = Key::from(&keys.cookie_key_material());
+        let cookie_name = if https {
+            "__Host-latchkey_session"
+        } else {
+            "latchkey_session"
+        };
+        // Session cookies made under another key of the file (a rotation):
+        // accepted and moved to the active key.
+        let older_cookie_keys = keys.older_cookie_key_materials();
+        let rollover = (!older_cookie_keys.is_empty()).then(|| {
+            web::Data::new(Rollover {
+                cookie_name: cookie_name.to_string(),
+                secure: https,
+                active: cookie_key.clone(),
+                older: older_cookie_keys.iter().map(|k| Key::from(k)).collect(),
+            })
+        });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(store.clone(), cookie_key.clone())
-                .cookie_name(
-                    if https {
-                        "__Host-latchkey_session"
-                    } else {
-                        "latchkey_session"
-                    }
-                    .to_string(),
-                )
+                .cookie_name(cookie_name.to_string())
                 .cookie_secure(https)
                 .cookie_http_only(true)
                 .cookie_same_site(SameSite::Lax)
@@ -122,31 +139,49 @@ impl Application {
                         .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
                 )
                 .build();
-            App::new()
-                .app_data(app_state.clone())
-                .app_data(web::QueryConfig::default().error_handler(|_, _| {
-                    AppError::BadRequest("The address contained parameters this page does not accept.".into()).into()
-                }))
-                .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
-                .wrap(from_fn(middleware::cross_site_guard))
-                .wrap(sessions)
-                .wrap(from_fn(middleware::storage_errors))
-                .wrap(from_fn(middleware::csrf_cookie))
-                .wrap(headers::security_headers(https))
-                .configure(routes::configure)
-                .default_service(web::to(not_found))
+            let mut app = App::new().app_data(app_state.clone());
+            if let Some(r) = &rollover {
+                app = app.app_data(r.clone());
+            }
+            app.app_data(web::QueryConfig::default().error_handler(|_, _| {
+                AppError::BadRequest("The address contained parameters this page does not accept.".into()).into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
+            .wrap(from_fn(middleware::cross_site_guard))
+            .wrap(sessions)
+            .wrap(from_fn(middleware::storage_errors))
+            .wrap(from_fn(middleware::csrf_cookie))
+            // Outside everything that reads cookies: actix keeps the
+            // cookies it parsed first for the rest of the request.
+            .wrap(from_fn(key_rollover::move_session_cookie))
+            .wrap(headers::security_headers(https))
+            .wrap(from_fn(head::as_get))
+            .wrap(from_fn(observe::request))
+            .configure(routes::configure)
+            .default_service(web::to(not_found))
         })
         .workers(workers)
         .worker_max_blocking_threads(blocking_threads)
         .listen(listener)?
         .run();
 
+        let metrics = match &config.metrics_bind {
+            Some(bind) => Some(metrics_server(bind, &state)?),
+            None => None,
+        };
+
         Ok(Self {
             server,
             address,
             setup_url,
             state,
+            metrics,
         })
+    }
+
+    /// The metrics listener's address, when `--metrics-bind` is set.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, a)| *a)
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -188,6 +223,13 @@ impl Application {
             return result;
         }
         tracing::info!("Latchkey is listening on http://{}", self.address);
+        // The metrics listener runs beside the pages (joined, not spawned,
+        // like the sweeper) and is stopped once they have stopped.
+        let mut metrics = self.metrics.map(|(metrics, address)| {
+            tracing::info!("Metrics are served on http://{address}/metrics");
+            metrics
+        });
+        let metrics_handle = metrics.as_ref().map(Server::handle);
         // Expired rows are unreachable already; this only tidies up.
         // Joined with the server future rather than spawned, so it runs on
         // any Tokio runtime and stops with the server.
@@ -200,11 +242,49 @@ impl Application {
                 }
             }
         });
-        match futures_util::future::select(server, sweeper).await {
-            futures_util::future::Either::Left((result, _)) => result,
-            futures_util::future::Either::Right(((), _)) => Ok(()),
+        let metrics_running = Box::pin(async {
+            match metrics.as_mut() {
+                Some(m) => m.await.map(|_| ()),
+                None => std::future::pending().await,
+            }
+        });
+        let background = futures_util::future::select(sweeper, metrics_running);
+        match futures_util::future::select(server, background).await {
+            futures_util::future::Either::Left((result, background)) => {
+                drop(background);
+                if let (Some(handle), Some(m)) = (metrics_handle, metrics.as_mut()) {
+                    let _ = futures_util::future::join(handle.stop(true), m).await;
+                }
+                result
+            }
+            futures_util::future::Either::Right(_) => Ok(()),
         }
     }
+}
+
+/// The metrics listener: one worker, `GET /metrics` only.
+fn metrics_server(bind: &str, state: &web::Data<AppState>) -> anyhow::Result<(Server, SocketAddr)> {
+    let listener =
+        TcpListener::bind(bind).with_context(|| format!("cannot listen for metrics on {bind} (--metrics-bind)"))?;
+    let address = listener.local_addr()?;
+    let data = web::Data::new(MetricsState {
+        db: state.db.clone(),
+        clock: state.clock.clone(),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(from_fn(head::as_get))
+            .configure(crate::web::metrics::configure)
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    // Its own signal handling would stop it at once on SIGTERM; it stops
+    // when the pages have finished instead (`run_until_stopped`).
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok((server, address))
 }
 
 async fn arm_setup_link(state: &AppState, config: &Config, address: SocketAddr) -> anyhow::Result<Option<String>> {

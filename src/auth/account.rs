@@ -407,8 +407,8 @@ impl Auth {
     /// Whether this browser's token is one of the user's known browsers.
     pub async fn is_known_browser(&self, user: UserId, token: Option<&str>) -> AuthResult<Option<BrowserId>> {
         let Some(token) = token else { return Ok(None) };
-        let (hash, now) = (self.browser_token_hash(token), self.now());
-        let found = self.db.read(move |c| browsers::find(c, &hash, now)).await?;
+        let (hashes, now) = (self.browser_token_hashes(token), self.now());
+        let found = self.db.read(move |c| browsers::find(c, &hashes, now)).await?;
         Ok(found.filter(|b| b.user_id == user).map(|b| b.id))
     }
 

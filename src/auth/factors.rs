@@ -221,7 +221,25 @@ pub(crate) fn attempt(
         }
         FactorOutcome::Throttled(_) => {}
     }
+    let (kind, result) = metric_labels(input, outcome);
+    crate::metrics::second_factor_check(kind, result);
     Ok(outcome)
+}
+
+/// (kind, outcome) of a check, as the metrics name them.
+fn metric_labels(input: InputKind, outcome: FactorOutcome) -> (&'static str, &'static str) {
+    let kind = match input {
+        InputKind::Totp => "totp",
+        InputKind::RecoveryCode => "recovery_code",
+        InputKind::Unrecognised => "unrecognised",
+    };
+    let outcome = match outcome {
+        FactorOutcome::Accepted(_) => "accepted",
+        FactorOutcome::Refused(Refusal::Replayed) => "replayed",
+        FactorOutcome::Refused(_) => "wrong",
+        FactorOutcome::Throttled(_) => "throttled",
+    };
+    (kind, outcome)
 }
 
 impl Auth {

@@ -38,9 +38,14 @@ where
     let (reply, answer) = tokio::sync::oneshot::channel();
     // A job that panics drops `reply`, which ends the wait with an error.
     let job: Job = Box::new(move || {
+        crate::metrics::hash_dequeued();
         let _ = reply.send(f());
     });
-    queue().send(job).map_err(|_| HashingError)?;
+    crate::metrics::hash_queued();
+    if queue().send(job).is_err() {
+        crate::metrics::hash_dequeued();
+        return Err(HashingError);
+    }
     answer.await.map_err(|_| HashingError)
 }
 

@@ -266,6 +266,14 @@ pub fn account_key(keys: &Keyring, typed: &str) -> String {
     crate::core::keys::hex(&keys.mac("throttle-account", normal.as_bytes())[..16])
 }
 
+/// The same under the key `key_id` of the file, if it holds that key's
+/// master key (key rotation moves counters from the old key's name).
+pub fn account_key_under(keys: &Keyring, key_id: &str, typed: &str) -> Option<String> {
+    let normal = typed.trim().to_lowercase();
+    let mac = keys.mac_with(key_id, "throttle-account", normal.as_bytes())?;
+    Some(crate::core::keys::hex(&mac[..16]))
+}
+
 /// "al…(9)": enough for an administrator to recognise a typo of a real
 /// name, too little to be a password.
 pub fn mask(typed: &str) -> String {

@@ -111,6 +111,13 @@ impl Auth {
         crate::core::keys::hex(&self.keys.mac("known-browser", token.as_bytes()))
     }
 
+    /// The token's keyed hash under every server key, the active one first:
+    /// to find a browser remembered before a key rotation.
+    pub(crate) fn browser_token_hashes(&self, token: &str) -> Vec<String> {
+        let macs = self.keys.mac_candidates("known-browser", token.as_bytes());
+        macs.iter().map(|m| crate::core::keys::hex(m)).collect()
+    }
+
     /// Check `password` for the account typed as `typed` (`user`, if it
     /// exists), under the lockout rules. With no user, the dummy hash is
     /// checked, so the answer takes the same time.
@@ -195,23 +202,23 @@ impl Auth {
         let Some(user) = user else {
             return Ok(Lane::NewBrowser);
         };
-        let token_hash = client.browser_token.as_deref().map(|t| self.browser_token_hash(t));
-        let remember_hash = client.remember_token.as_deref().map(|t| self.remember_hash(t));
-        if token_hash.is_none() && remember_hash.is_none() {
+        let token_hashes = client.browser_token.as_deref().map(|t| self.browser_token_hashes(t));
+        let remember_hashes = client.remember_token.as_deref().map(|t| self.remember_hashes(t));
+        if token_hashes.is_none() && remember_hashes.is_none() {
             return Ok(Lane::NewBrowser);
         }
         let id = user.id;
         let found = self
             .db
             .read(move |c| {
-                if let Some(hash) = &token_hash
-                    && let Some(b) = browsers::find(c, hash, now)?
+                if let Some(hashes) = &token_hashes
+                    && let Some(b) = browsers::find(c, hashes, now)?
                     && b.user_id == id
                 {
                     return Ok(Some(b.id));
                 }
-                Ok(match &remember_hash {
-                    Some(hash) => browsers::find_remembered(c, hash)?
+                Ok(match &remember_hashes {
+                    Some(hashes) => browsers::find_remembered(c, hashes)?
                         .filter(|b| b.user_id == id && b.expires_at > now)
                         .map(|b| b.id),
                     None => None,

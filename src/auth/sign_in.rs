@@ -315,7 +315,7 @@ impl Auth {
             sent: client
                 .browser_token
                 .as_ref()
-                .map(|t| (t.clone(), self.browser_token_hash(t))),
+                .map(|t| (t.clone(), self.browser_token_hashes(t))),
             fresh_hash: self.browser_token_hash(&fresh),
             fresh,
         }
@@ -325,7 +325,8 @@ impl Auth {
 /// A known-browser token: the one the browser sent (with its hash), and a
 /// fresh one in case that is not this user's.
 pub(crate) struct BrowserToken {
-    sent: Option<(String, String)>,
+    /// The token and its hashes under every key, the active key's first.
+    sent: Option<(String, Vec<String>)>,
     fresh: String,
     fresh_hash: String,
 }
@@ -338,6 +339,13 @@ impl Auth {
     /// The keyed hash under which a "remember this browser" token is stored.
     pub(crate) fn remember_hash(&self, token: &str) -> String {
         crate::core::keys::hex(&self.keys.mac("remember-browser", token.as_bytes()))
+    }
+
+    /// The remember token's keyed hash under every server key, the active
+    /// one first: a browser remembered before a key rotation is still found.
+    pub(crate) fn remember_hashes(&self, token: &str) -> Vec<String> {
+        let macs = self.keys.mac_candidates("remember-browser", token.as_bytes());
+        macs.iter().map(|m| crate::core::keys::hex(m)).collect()
     }
 
     /// A remember token, if it was asked for and the policy allows it.
@@ -364,8 +372,9 @@ impl Auth {
         let Some(token) = client.remember_token.as_deref() else {
             return Ok(None);
         };
-        let hash = self.remember_hash(token);
-        let Some(row) = self.db.read(move |c| browsers::find_remembered(c, &hash)).await? else {
+        let hashes = self.remember_hashes(token);
+        let active = hashes[0].clone();
+        let Some(row) = self.db.read(move |c| browsers::find_remembered(c, &hashes)).await? else {
             return Ok(None);
         };
         let days = self.mfa_policy().await?.remember_days;
@@ -376,6 +385,14 @@ impl Auth {
                 .remembered_at
                 .is_some_and(|at| days > 0 && now.0 < at + days * 86_400)
             && row.expires_at > now;
+        // Made under an older key (before a rotation): stored under the
+        // active key's hash from now on.
+        if ok && let Some(old) = row.remember_hash.clone().filter(|h| *h != active) {
+            let id = row.id;
+            self.db
+                .run(move |c| browsers::rehash_remembered(c, id, &old, &active))
+                .await?;
+        }
         Ok(ok.then_some(row.id))
     }
 }
@@ -459,11 +476,11 @@ pub(crate) fn make_known(
     now: UnixTime,
 ) -> Result<(String, BrowserId), DbError> {
     let expires = now.plus(KNOWN_BROWSER_SECONDS);
-    if let Some((value, hash)) = &token.sent
-        && let Some(known) = browsers::find(c, hash, now)?
+    if let Some((value, hashes)) = &token.sent
+        && let Some(known) = browsers::find(c, hashes, now)?
         && known.user_id == user.id
     {
-        browsers::touch(c, known.id, now, expires)?;
+        browsers::touch(c, known.id, &hashes[0], now, expires)?;
         return Ok((value.clone(), known.id));
     }
     browsers::insert(
@@ -477,6 +494,7 @@ pub(crate) fn make_known(
         },
         now,
     )?;
-    let row = browsers::find(c, &token.fresh_hash, now)?.ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+    let row = browsers::find(c, std::slice::from_ref(&token.fresh_hash), now)?
+        .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
     Ok((token.fresh, row.id))
 }

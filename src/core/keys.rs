@@ -2,10 +2,18 @@
 //! codes, and the keys for CSRF tokens and session cookies.
 //!
 //! A key file holds one key per line, `ID BASE64(32 bytes)`; the first line is
-//! the active key, later lines are older keys kept so that data sealed under
-//! them can still be read (rotation: put a new line first, restart). Every
-//! purpose gets its own sub-key, derived with HMAC-SHA256 from the master key,
-//! so no key is ever used for two things.
+//! the active key, later lines are other keys kept so that what they made can
+//! still be read. Every purpose gets its own sub-key, derived with
+//! HMAC-SHA256 from the master key, so no key is ever used for two things.
+//!
+//! Rotation (`latchkey key rotate`, `crate::ops::rotation`): new values are
+//! always made with the active key, and values a person holds — a recovery
+//! code, a browser's token, a session cookie, a form's CSRF token — are
+//! accepted under any key in the file. A *retired* key has lost its master
+//! key (`ID retired PURPOSE:BASE64 …`): it can no longer open a sealed secret
+//! or make anything, and keeps only the sub-keys that check those values,
+//! which the server never stored in a form it could re-key, until nothing
+//! made under it is left.
 
 use std::io::Write;
 use std::path::Path;
@@ -35,6 +43,8 @@ pub enum KeyError {
     Format { path: String, line: usize },
     #[error("key file {path} holds no key")]
     Empty { path: String },
+    #[error("key file {path}: the first (active) key `{id}` is a retired key; put a full key first")]
+    RetiredFirst { path: String, id: String },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -43,13 +53,65 @@ pub enum UnsealError {
     Malformed,
     #[error("sealed with key `{0}`, which the key file no longer holds")]
     UnknownKey(String),
+    #[error("sealed with key `{0}`, which was retired (its master key is gone)")]
+    Retired(String),
     #[error("sealed value failed authentication")]
     Tampered,
 }
 
+/// The purposes whose sub-keys a retired key keeps: each checks a value that
+/// a person holds and that was made under that key (see the module docs).
+pub const RETAINED_PURPOSES: &[&str] = &[
+    "recovery-code",
+    "known-browser",
+    "remember-browser",
+    "email-link",
+    "csrf",
+    "cookie-a",
+    "cookie-b",
+];
+
 struct KeyEntry {
     id: String,
-    master: [u8; KEY_LEN],
+    material: Material,
+}
+
+enum Material {
+    Master([u8; KEY_LEN]),
+    /// The sub-keys of `RETAINED_PURPOSES`, in that order.
+    Retired(Vec<[u8; KEY_LEN]>),
+}
+
+impl KeyEntry {
+    fn subkey(&self, purpose: &str) -> Option<[u8; KEY_LEN]> {
+        match &self.material {
+            Material::Master(master) => Some(Keyring::subkey(master, purpose)),
+            Material::Retired(kept) => RETAINED_PURPOSES
+                .iter()
+                .position(|p| *p == purpose)
+                .and_then(|i| kept.get(i).copied()),
+        }
+    }
+
+    fn master(&self) -> Option<&[u8; KEY_LEN]> {
+        match &self.material {
+            Material::Master(m) => Some(m),
+            Material::Retired(_) => None,
+        }
+    }
+
+    fn line(&self) -> String {
+        match &self.material {
+            Material::Master(m) => format!("{} {}", self.id, STANDARD.encode(m)),
+            Material::Retired(kept) => {
+                let mut line = format!("{} retired", self.id);
+                for (purpose, key) in RETAINED_PURPOSES.iter().zip(kept) {
+                    line.push_str(&format!(" {purpose}:{}", STANDARD.encode(key)));
+                }
+                line
+            }
+        }
+    }
 }
 
 /// All keys of the server, the active one first.
@@ -129,22 +191,44 @@ impl Keyring {
                 path: path.to_string(),
                 line: i + 1,
             };
-            let (id, b64) = line.split_once(char::is_whitespace).ok_or_else(err)?;
-            let bytes = STANDARD.decode(b64.trim()).map_err(|_| err())?;
-            let master = <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| err())?;
-            let id_ok = !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric());
-            if !id_ok || keys.iter().any(|k: &KeyEntry| k.id == id) {
+            let key32 = |b64: &str| {
+                let bytes = STANDARD.decode(b64.trim()).map_err(|_| err())?;
+                <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| err())
+            };
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let material = match fields.as_slice() {
+                [_, b64] => Material::Master(key32(b64)?),
+                [_, "retired", kept @ ..] if kept.len() == RETAINED_PURPOSES.len() => {
+                    let mut subkeys = Vec::new();
+                    for (field, purpose) in kept.iter().zip(RETAINED_PURPOSES) {
+                        let b64 = field
+                            .strip_prefix(purpose)
+                            .and_then(|r| r.strip_prefix(':'))
+                            .ok_or_else(err)?;
+                        subkeys.push(key32(b64)?);
+                    }
+                    Material::Retired(subkeys)
+                }
+                _ => return Err(err()),
+            };
+            let id = fields[0];
+            if !valid_id(id) || keys.iter().any(|k: &KeyEntry| k.id == id) {
                 return Err(err());
             }
             keys.push(KeyEntry {
                 id: id.to_string(),
-                master,
+                material,
             });
         }
-        if keys.is_empty() {
-            return Err(KeyError::Empty { path: path.to_string() });
+        match keys.first() {
+            None => Err(KeyError::Empty { path: path.to_string() }),
+            // Only a key with its master key can seal and sign.
+            Some(first) if first.master().is_none() => Err(KeyError::RetiredFirst {
+                path: path.to_string(),
+                id: first.id.clone(),
+            }),
+            Some(_) => Ok(Self { keys }),
         }
-        Ok(Self { keys })
     }
 
     /// A keyring with one random key, for tests and throwaway use.
@@ -152,13 +236,17 @@ impl Keyring {
         Self {
             keys: vec![KeyEntry {
                 id: "k1".into(),
-                master: super::random_bytes::<KEY_LEN>(),
+                material: Material::Master(super::random_bytes::<KEY_LEN>()),
             }],
         }
     }
 
     fn active(&self) -> &KeyEntry {
         &self.keys[0]
+    }
+
+    fn active_master(&self) -> &[u8; KEY_LEN] {
+        self.active().master().expect("parse puts a full key first")
     }
 
     fn subkey(master: &[u8; KEY_LEN], purpose: &str) -> [u8; 32] {
@@ -173,7 +261,7 @@ impl Keyring {
     /// to open.
     pub fn seal(&self, plaintext: &[u8], context: &str) -> String {
         let key = self.active();
-        let cipher = XChaCha20Poly1305::new(&Self::subkey(&key.master, "seal").into());
+        let cipher = XChaCha20Poly1305::new(&Self::subkey(self.active_master(), "seal").into());
         let nonce_bytes = super::random_bytes::<NONCE_LEN>();
         let nonce = XNonce::from_slice(&nonce_bytes);
         let aad = format!("{SEAL_VERSION}.{}.{context}", key.id);
@@ -204,12 +292,13 @@ impl Keyring {
             .iter()
             .find(|k| k.id == id)
             .ok_or_else(|| UnsealError::UnknownKey(id.to_string()))?;
+        let master = key.master().ok_or_else(|| UnsealError::Retired(id.to_string()))?;
         let blob = URL_SAFE_NO_PAD.decode(b64).map_err(|_| UnsealError::Malformed)?;
         if blob.len() < NONCE_LEN + 16 {
             return Err(UnsealError::Malformed);
         }
         let (nonce, ct) = blob.split_at(NONCE_LEN);
-        let cipher = XChaCha20Poly1305::new(&Self::subkey(&key.master, "seal").into());
+        let cipher = XChaCha20Poly1305::new(&Self::subkey(master, "seal").into());
         let aad = format!("{SEAL_VERSION}.{id}.{context}");
         cipher
             .decrypt(
@@ -229,51 +318,161 @@ impl Keyring {
 
     /// Keyed hash of a recovery code under the active key: `ID:HEX`.
     pub fn recovery_hash(&self, canonical_code: &str) -> String {
-        Self::recovery_hash_with(self.active(), canonical_code)
+        Self::recovery_hash_with(self.active(), canonical_code).expect("the active key is a full key")
     }
 
-    /// The code's keyed hash under every key, to find it whichever key made it.
+    /// The code's keyed hash under every key (retired ones too), to find it
+    /// whichever key made it.
     pub fn recovery_hash_candidates(&self, canonical_code: &str) -> Vec<String> {
         self.keys
             .iter()
-            .map(|k| Self::recovery_hash_with(k, canonical_code))
+            .filter_map(|k| Self::recovery_hash_with(k, canonical_code))
             .collect()
     }
 
-    fn recovery_hash_with(key: &KeyEntry, canonical_code: &str) -> String {
-        let sub = Self::subkey(&key.master, "recovery-code");
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&sub).expect("HMAC takes any key length");
-        mac.update(canonical_code.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        format!("{}:{}", key.id, hex(&digest))
+    fn recovery_hash_with(key: &KeyEntry, canonical_code: &str) -> Option<String> {
+        let sub = key.subkey("recovery-code")?;
+        Some(format!("{}:{}", key.id, hex(&hmac(&sub, canonical_code.as_bytes()))))
     }
 
-    /// HMAC-SHA256 under the active key's sub-key for `purpose`.
+    /// HMAC-SHA256 under the active key's sub-key for `purpose`: what new
+    /// values are made with.
     pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
-        let sub = Self::subkey(&self.active().master, purpose);
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&sub).expect("HMAC takes any key length");
-        mac.update(data);
-        mac.finalize().into_bytes().into()
+        hmac(&Self::subkey(self.active_master(), purpose), data)
     }
 
-    /// (key id, fingerprint) of every key: a MAC of a constant, which tells
-    /// whether two key files hold the same key without revealing it.
+    /// The same MAC under every key that can make one for `purpose`, the
+    /// active key first: to check or look up a value made before a rotation.
+    pub fn mac_candidates(&self, purpose: &str, data: &[u8]) -> Vec<[u8; 32]> {
+        self.keys
+            .iter()
+            .filter_map(|k| k.subkey(purpose))
+            .map(|sub| hmac(&sub, data))
+            .collect()
+    }
+
+    /// The MAC under the key `id`, if the file holds that key's sub-key for
+    /// `purpose` (re-keying what that key made).
+    pub fn mac_with(&self, id: &str, purpose: &str, data: &[u8]) -> Option<[u8; 32]> {
+        let sub = self.keys.iter().find(|k| k.id == id)?.subkey(purpose)?;
+        Some(hmac(&sub, data))
+    }
+
+    /// (key id, fingerprint) of every full key: a MAC of a constant, which
+    /// tells whether two key files hold the same key without revealing it.
     pub fn fingerprints(&self) -> Vec<(String, String)> {
         self.keys
             .iter()
-            .map(|k| (k.id.clone(), hex(&Self::subkey(&k.master, "fingerprint")[..16])))
+            .filter_map(|k| Some((k.id.clone(), fingerprint(k.master()?))))
             .collect()
     }
 
     /// 64 bytes for the session cookie's signing and encryption.
     pub fn cookie_key_material(&self) -> [u8; 64] {
-        let a = Self::subkey(&self.active().master, "cookie-a");
-        let b = Self::subkey(&self.active().master, "cookie-b");
-        let mut out = [0u8; 64];
-        out[..32].copy_from_slice(&a);
-        out[32..].copy_from_slice(&b);
-        out
+        Self::cookie_material(self.active()).expect("the active key is a full key")
     }
+
+    /// The session cookie keys of every other key (full or retired): a
+    /// cookie made under one of them is accepted and moved to the active
+    /// key (`web::key_rollover`).
+    pub fn older_cookie_key_materials(&self) -> Vec<[u8; 64]> {
+        self.keys[1..].iter().filter_map(Self::cookie_material).collect()
+    }
+
+    fn cookie_material(key: &KeyEntry) -> Option<[u8; 64]> {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&key.subkey("cookie-a")?);
+        out[32..].copy_from_slice(&key.subkey("cookie-b")?);
+        Some(out)
+    }
+
+    // ------------------------------------------------------------ rotation
+
+    /// The id of the active key.
+    pub fn active_id(&self) -> &str {
+        &self.active().id
+    }
+
+    /// Every key id, the active one first, with whether it is retired.
+    pub fn ids(&self) -> Vec<(String, bool)> {
+        self.keys.iter().map(|k| (k.id.clone(), k.master().is_none())).collect()
+    }
+
+    /// Whether the file holds the full (master) key `id`.
+    pub fn holds_master(&self, id: &str) -> bool {
+        self.keys.iter().any(|k| k.id == id && k.master().is_some())
+    }
+
+    /// Add a fresh random key as the last, not yet active, key.
+    pub fn add_key(&mut self, id: &str) -> Result<(), String> {
+        if !valid_id(id) || self.keys.iter().any(|k| k.id == id) {
+            return Err(format!("`{id}` cannot be a new key id"));
+        }
+        self.keys.push(KeyEntry {
+            id: id.to_string(),
+            material: Material::Master(super::random_bytes::<KEY_LEN>()),
+        });
+        Ok(())
+    }
+
+    /// Make the full key `id` the active one (the first).
+    pub fn activate(&mut self, id: &str) -> Result<(), String> {
+        let i = self
+            .keys
+            .iter()
+            .position(|k| k.id == id && k.master().is_some())
+            .ok_or_else(|| format!("the key file holds no full key `{id}`"))?;
+        let key = self.keys.remove(i);
+        self.keys.insert(0, key);
+        Ok(())
+    }
+
+    /// Retire the key `id`: forget its master key, keep the sub-keys that
+    /// check what people hold (`RETAINED_PURPOSES`). Never the active key.
+    pub fn retire(&mut self, id: &str) -> Result<(), String> {
+        let key = self.keys[1..]
+            .iter_mut()
+            .find(|k| k.id == id)
+            .ok_or_else(|| format!("`{id}` is not an inactive key of this file"))?;
+        let kept = RETAINED_PURPOSES
+            .iter()
+            .map(|p| key.subkey(p).expect("every key keeps the retained purposes"))
+            .collect();
+        key.material = Material::Retired(kept);
+        Ok(())
+    }
+
+    /// Remove the retired key `id` from the file altogether.
+    pub fn drop_retired(&mut self, id: &str) {
+        self.keys.retain(|k| k.id != id || k.master().is_some());
+    }
+
+    /// The key file's text.
+    pub fn to_file_text(&self) -> String {
+        let mut text = String::from(
+            "# Latchkey server keys, one per line: the first is the active key.\n\
+             # Managed by `latchkey key rotate`; keep this file private (mode 0600) and backed up.\n",
+        );
+        for k in &self.keys {
+            text.push_str(&k.line());
+            text.push('\n');
+        }
+        text
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn hmac(key: &[u8; KEY_LEN], data: &[u8]) -> [u8; 32] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+fn fingerprint(master: &[u8; KEY_LEN]) -> String {
+    hex(&Keyring::subkey(master, "fingerprint")[..16])
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -321,6 +520,44 @@ pub fn publish_private_file(path: &Path, contents: &[u8]) -> std::io::Result<boo
         }
     })();
     let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+/// Replace `path` with `contents`, readable only by its owner: written and
+/// synced under a temporary name in the same directory, then renamed over
+/// `path`, so a reader sees the old file or the new one, never half of one.
+pub fn replace_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex(&super::random_bytes::<8>())));
+    let result = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        #[cfg(unix)]
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
     result
 }
 
@@ -385,6 +622,41 @@ mod tests {
         assert!(rotated.recovery_hash_candidates("CODE").contains(&old_hash));
         let only_new = Keyring::parse(&format!("k2 {}\n", STANDARD.encode([9u8; 32])), "t").unwrap();
         assert_eq!(only_new.open(&sealed, "c"), Err(UnsealError::UnknownKey("k1".into())));
+    }
+
+    #[test]
+    fn retired_keys_check_but_make_and_open_nothing() {
+        let mut ring = Keyring::parse(&format!("k1 {}\n", STANDARD.encode([7u8; 32])), "t").unwrap();
+        let sealed = ring.seal(b"x", "c");
+        let code = ring.recovery_hash("CODE");
+        let csrf = ring.mac("csrf", b"nonce");
+        let old_cookie = ring.cookie_key_material();
+        ring.add_key("k2").unwrap();
+        assert_eq!(ring.active_id(), "k1", "a new key is not active until activated");
+        ring.activate("k2").unwrap();
+        assert_eq!(ring.active_id(), "k2");
+        assert!(ring.retire("k2").is_err(), "never the active key");
+        ring.retire("k1").unwrap();
+        // Written and read back: the retired line holds no master key.
+        let text = ring.to_file_text();
+        assert!(text.contains("k1 retired recovery-code:"));
+        assert!(!text.contains(&STANDARD.encode([7u8; 32])));
+        let ring = Keyring::parse(&text, "t").unwrap();
+        assert_eq!(ring.ids(), vec![("k2".into(), false), ("k1".into(), true)]);
+        assert!(!ring.holds_master("k1"));
+        assert_eq!(ring.open(&sealed, "c"), Err(UnsealError::Retired("k1".into())));
+        assert!(ring.recovery_hash_candidates("CODE").contains(&code));
+        assert!(ring.mac_candidates("csrf", b"nonce").contains(&csrf));
+        assert_ne!(ring.mac("csrf", b"nonce"), csrf, "new values use the new key");
+        assert_eq!(ring.older_cookie_key_materials(), vec![old_cookie]);
+        assert!(ring.mac_with("k1", "throttle-account", b"x").is_none());
+        assert_eq!(ring.fingerprints().len(), 1);
+        // A retired key cannot be the active one.
+        let bad = text.replace("k2 ", "k9 ").lines().rev().collect::<Vec<_>>().join("\n");
+        assert!(matches!(Keyring::parse(&bad, "t"), Err(KeyError::RetiredFirst { .. })));
+        let mut ring = ring;
+        ring.drop_retired("k1");
+        assert_eq!(ring.ids().len(), 1);
     }
 
     #[test]

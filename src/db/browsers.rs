@@ -27,10 +27,11 @@ pub struct KnownBrowser {
     pub remembered_epoch: Option<i64>,
 }
 
-/// The live browser with this token hash.
-pub fn find(c: &mut Conn, token_hash: &str, now: UnixTime) -> Result<Option<KnownBrowser>, DbError> {
+/// The live browser with one of these token hashes (the token's keyed hash
+/// under each server key: one made before a key rotation is still found).
+pub fn find(c: &mut Conn, token_hashes: &[String], now: UnixTime) -> Result<Option<KnownBrowser>, DbError> {
     Ok(known_browsers::table
-        .filter(known_browsers::token_hash.eq(token_hash))
+        .filter(known_browsers::token_hash.eq_any(token_hashes))
         .filter(known_browsers::expires_at.gt(now.0))
         .select(KnownBrowser::as_select())
         .get_result(c)
@@ -60,10 +61,18 @@ pub fn insert(c: &mut Conn, b: NewBrowser<'_>, now: UnixTime) -> Result<(), DbEr
     Ok(())
 }
 
-/// A sign-in from this browser: its lifetime starts again.
-pub fn touch(c: &mut Conn, id: BrowserId, now: UnixTime, expires_at: UnixTime) -> Result<(), DbError> {
+/// A sign-in from this browser: its lifetime starts again, and its token
+/// is stored under the active key's hash (`token_hash`) from now on.
+pub fn touch(
+    c: &mut Conn,
+    id: BrowserId,
+    token_hash: &str,
+    now: UnixTime,
+    expires_at: UnixTime,
+) -> Result<(), DbError> {
     diesel::update(known_browsers::table.find(id.0))
         .set((
+            known_browsers::token_hash.eq(token_hash),
             known_browsers::last_used_at.eq(now.0),
             known_browsers::expires_at.eq(expires_at.0),
         ))
@@ -112,10 +121,11 @@ pub fn remember(c: &mut Conn, id: BrowserId, remember_hash: &str, epoch: i64, no
     Ok(())
 }
 
-/// The browser whose remember token hashes to `remember_hash`.
-pub fn find_remembered(c: &mut Conn, remember_hash: &str) -> Result<Option<KnownBrowser>, DbError> {
+/// The browser whose remember token hashes to one of `remember_hashes`
+/// (its keyed hash under each server key).
+pub fn find_remembered(c: &mut Conn, remember_hashes: &[String]) -> Result<Option<KnownBrowser>, DbError> {
     Ok(known_browsers::table
-        .filter(known_browsers::remember_hash.eq(remember_hash))
+        .filter(known_browsers::remember_hash.eq_any(remember_hashes))
         .select(KnownBrowser::as_select())
         .get_result(c)
         .optional()?)
@@ -177,4 +187,16 @@ pub fn count_remembered_since(c: &mut Conn, user: UserId, epoch: i64, since: i64
         .count()
         .get_result(c)?;
     Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Store a remember token under the active key's hash (if still `old`).
+pub fn rehash_remembered(c: &mut Conn, id: BrowserId, old: &str, new: &str) -> Result<(), DbError> {
+    diesel::update(
+        known_browsers::table
+            .find(id.0)
+            .filter(known_browsers::remember_hash.eq(old)),
+    )
+    .set(known_browsers::remember_hash.eq(new))
+    .execute(c)?;
+    Ok(())
 }

@@ -98,6 +98,8 @@ pub fn record(c: &mut Conn, e: &Event, now: UnixTime) -> Result<(), DbError> {
             security_events::detail.eq(e.detail.as_deref()),
         ))
         .execute(c)?;
+    // Sign-in outcomes and lockouts are counted where they are logged.
+    crate::metrics::security_event(e.kind.as_str());
     Ok(())
 }
 

@@ -23,10 +23,12 @@ pub mod credentials;
 pub mod events;
 pub mod pending;
 pub mod recovery;
+pub mod rekey;
 pub mod server_keys;
 pub mod sessions;
 pub mod settings;
 pub mod setup;
+pub mod stats;
 pub mod throttles;
 pub mod users;
 
@@ -447,8 +449,14 @@ impl Db {
         F: FnOnce(&mut Conn) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
+        let queued = Instant::now();
         actix_web::web::block(move || {
-            let mut conn = pool.get()?;
+            let conn = pool.get();
+            match &conn {
+                Ok(_) => crate::metrics::db_waited("pool", queued.elapsed()),
+                Err(_) => crate::metrics::db_busy("pool"),
+            }
+            let mut conn = conn?;
             f(&mut conn)
         })
         .await
@@ -488,7 +496,7 @@ type LaneJob = Box<dyn FnOnce(Result<&mut Conn, DbError>) + Send>;
 impl Lane {
     /// One thread per connection of `pool`; they end when the last `Db` is
     /// dropped (the queue disconnects).
-    fn start(pool: Pool<Manager>, name: &str) -> anyhow::Result<Self> {
+    fn start(pool: Pool<Manager>, name: &'static str) -> anyhow::Result<Self> {
         let (jobs, queue) = mpsc::channel::<(Instant, LaneJob)>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..pool.max_size() {
@@ -503,9 +511,12 @@ impl Lane {
                         };
                         let Ok((queued, job)) = next else { return };
                         let conn = if queued.elapsed() > CONNECTION_TIMEOUT {
+                            crate::metrics::db_busy(name);
                             Err(DbError::Busy)
                         } else {
-                            pool.get().map_err(DbError::from)
+                            let conn = pool.get().map_err(DbError::from);
+                            crate::metrics::db_waited(name, queued.elapsed());
+                            conn
                         };
                         // A call that panics ends its request with an error
                         // (its answer is dropped); the thread goes on.

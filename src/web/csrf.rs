@@ -72,6 +72,17 @@ pub fn token_matches(req: &HttpRequest, submitted: &str) -> bool {
         // No cookie came with the request, so no token can be right.
         return false;
     }
-    let expected = token(req);
-    expected.as_bytes().ct_eq(submitted.as_bytes()).into()
+    // Made under the active key; one made under another key in the file
+    // (a page served just before a key rotation) is accepted too.
+    let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered");
+    let nonce = req
+        .extensions()
+        .get::<CsrfNonce>()
+        .map(|n| n.value.clone())
+        .unwrap_or_default();
+    let mut matched = subtle::Choice::from(0);
+    for mac in state.keys.mac_candidates("csrf", nonce.as_bytes()) {
+        matched |= URL_SAFE_NO_PAD.encode(mac).as_bytes().ct_eq(submitted.as_bytes());
+    }
+    matched.into()
 }

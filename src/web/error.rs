@@ -119,7 +119,10 @@ impl ResponseError for AppError {
         }
         let incident = match self {
             Self::Internal(e) => {
-                let id = crate::core::keys::hex(&crate::core::random_bytes::<6>());
+                // The request's id (`X-Request-Id`, and on every log line of
+                // the request), so the page, the header and the log agree.
+                let id = super::observe::current()
+                    .unwrap_or_else(|| crate::core::keys::hex(&crate::core::random_bytes::<6>()));
                 tracing::error!(incident = %id, error = %format!("{e:#}"), "request failed");
                 Some(id)
             }

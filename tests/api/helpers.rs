@@ -94,6 +94,7 @@ pub fn fresh_config() -> (Config, TempDir, Option<PgTestDatabase>) {
         bcrypt_cost: 4,
         totp_skew: 1,
         trusted_proxies: vec![],
+        metrics_bind: None,
         // Real time to start with (so oathtool agrees), then moved by tests.
         clock: Clock::manual(latchkey::core::clock::system_now()),
     };

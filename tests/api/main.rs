@@ -2,14 +2,17 @@
 //! free port with its own SQLite file and talks to it over HTTP.
 
 mod helpers;
+mod ops_support;
 
 mod hostile;
 
 mod admin;
+mod backup;
 mod browser;
 mod cli;
 mod crash;
 mod crash_resets;
+mod deploy;
 mod faults;
 mod fuzz_corpus;
 mod hardening;
@@ -19,7 +22,9 @@ mod login;
 mod mfa;
 mod mfa_races;
 mod multi_instance;
+mod observability;
 mod remember;
+mod rotation;
 mod security;
 mod sessions;
 mod setup;
