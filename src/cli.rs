@@ -12,6 +12,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::auth::admin::{Created, Reset};
+use crate::auth::email::EmailChange;
 use crate::auth::{Actor, Auth, AuthSettings};
 use crate::config::{Config, LogFormat};
 use crate::core::keys::Keyring;
@@ -50,6 +51,18 @@ pub enum Command {
     /// Manage the server key
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Email notifications (needs --smtp-url)
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailCommand {
+    /// Send a test message to ADDRESS through --smtp-url, now, and say what failed if it did
+    Test {
+        /// Where to send it
+        address: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -76,6 +89,9 @@ pub enum UserCommand {
         /// Make the user an administrator
         #[arg(long)]
         admin: bool,
+        /// Their email address for security notifications (counts as verified)
+        #[arg(long)]
+        email: Option<String>,
     },
     /// List users with their two-factor status
     List,
@@ -110,6 +126,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 config.key_file.display()
             );
         }),
+        Command::Mail(MailCommand::Test { address }) => mail_test(&config, &address),
         Command::Key(KeyCommand::Rotate { step, all }) => {
             actix_web::rt::System::new().block_on(async { crate::ops::rotation::rotate(&config, step, all).await })
         }
@@ -149,8 +166,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
 fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     // Read the password first: nothing is opened while a person types.
     let password = match &cmd {
-        UserCommand::Add { name, .. } => {
+        UserCommand::Add { name, email, .. } => {
             let name = Username::parse(name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(e) = email
+                && !crate::core::notice::plausible_address(e.trim())
+            {
+                anyhow::bail!("`{e}` is not an email address");
+            }
             let password = read_new_password(name.as_str())?;
             password::check_policy(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
             Some(Password::new(password))
@@ -169,15 +191,25 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let auth = Auth::new(db, keys, config.clock.clone(), settings, config.bcrypt_cost).await?;
         match cmd {
-            UserCommand::Add { name, admin } => {
+            UserCommand::Add { name, admin, email } => {
                 let name = Username::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let password = password.ok_or_else(|| anyhow::anyhow!("no password"))?;
                 match auth.create_user(Actor::CommandLine, &name, password, admin).await? {
-                    Created::Done(user) => println!(
-                        "Created {} {}.",
-                        if admin { "administrator" } else { "user" },
-                        user.username
-                    ),
+                    Created::Done(user) => {
+                        println!(
+                            "Created {} {}.",
+                            if admin { "administrator" } else { "user" },
+                            user.username
+                        );
+                        if let Some(email) = email {
+                            match auth.set_email_as_admin(&user, &email, Actor::CommandLine).await? {
+                                EmailChange::Verified => {
+                                    println!("Security emails for {} go to {}.", user.username, email.trim())
+                                }
+                                _ => anyhow::bail!("`{email}` is not an email address (the user was created without one)"),
+                            }
+                        }
+                    }
                     Created::Exists => anyhow::bail!("a user named `{name}` already exists"),
                 }
             }
@@ -221,6 +253,25 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         }
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// `latchkey mail test ADDRESS`: one message, straight through SMTP (not
+/// the outbox), and a clear word on what failed.
+fn mail_test(config: &Config, address: &str) -> anyhow::Result<()> {
+    let Some(settings) = config.mail.clone() else {
+        anyhow::bail!("email is off: give --smtp-url (and --public-url) as the server has them");
+    };
+    let server = settings.smtp.server();
+    let shown = settings.smtp.shown().to_string();
+    let mailer = crate::mail::Mailer::new(settings).map_err(|e| anyhow::anyhow!(e))?;
+    let outcome = actix_web::rt::System::new().block_on(async move { mailer.send_test(address).await });
+    match outcome {
+        Ok(()) => {
+            println!("Sent a test message to {address} through {server}.");
+            Ok(())
+        }
+        Err(e) => anyhow::bail!("could not send a test message to {address} through {shown}: {e}"),
+    }
 }
 
 /// On a terminal: prompt twice without echo. Otherwise: the first line of stdin.

@@ -86,6 +86,15 @@ pub struct Settings {
     #[arg(long, env = "LATCHKEY_METRICS_BIND", hide_env_values = true, global = true)]
     pub metrics_bind: Option<String>,
 
+    /// SMTP server for security emails: smtps://[USER:PASS@]HOST[:465] (TLS), smtp://…HOST[:587]?tls=required
+    /// (STARTTLS), or plain smtp://localhost[:25] (a local relay only) [default: off: no email]
+    #[arg(long, env = "LATCHKEY_SMTP_URL", hide_env_values = true, global = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of security emails, e.g. "Acme Login <login@acme.example>" [default: ISSUER <latchkey@PUBLIC-HOST>]
+    #[arg(long, env = "LATCHKEY_MAIL_FROM", hide_env_values = true, global = true)]
+    pub mail_from: Option<String>,
+
     /// Log format on standard error: `text` for people, `json` (one object per line) for log collectors
     #[arg(
         long,
@@ -157,6 +166,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_bind: Option<String>,
+    /// Email notifications, when `--smtp-url` is set.
+    pub mail: Option<crate::mail::MailSettings>,
     /// The system clock in production; a manual one in tests.
     pub clock: Clock,
 }
@@ -182,7 +193,24 @@ impl Config {
             .key_file
             .clone()
             .unwrap_or_else(|| database_url.directory().join("latchkey.key"));
+        let mail = match s.smtp_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            None => None,
+            Some(raw) => {
+                let smtp = crate::mail::SmtpUrl::parse(raw).map_err(|e| anyhow::anyhow!("--smtp-url: {e}"))?;
+                let Some(public) = &public_url else {
+                    anyhow::bail!(
+                        "--smtp-url needs --public-url: the links in the messages (\"This wasn't me\", verification) point there"
+                    );
+                };
+                let from = s.mail_from.as_deref().map(str::trim).filter(|f| !f.is_empty());
+                Some(
+                    crate::mail::MailSettings::new(smtp, from, &issuer, &public.origin)
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                )
+            }
+        };
         Ok(Self {
+            mail,
             bind: s.bind.clone(),
             database_url,
             public_url,

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod db;
+pub mod mail;
 pub mod metrics;
 pub mod ops;
 pub mod schema;

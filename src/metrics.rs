@@ -65,6 +65,7 @@ struct Metrics {
     db_wait_seconds: Family<LaneLabels, Histogram>,
     db_busy: Family<LaneLabels, Counter>,
     hash_queue: Gauge,
+    mail: Family<OutcomeLabels, Counter>,
 }
 
 fn request_histogram() -> Histogram {
@@ -92,6 +93,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         db_wait_seconds: Family::new_with_constructor(wait_histogram),
         db_busy: Family::default(),
         hash_queue: Gauge::default(),
+        mail: Family::default(),
     };
     registry.register(
         "sign_ins",
@@ -143,6 +145,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Password hashing jobs waiting for a hashing thread",
         m.hash_queue.clone(),
     );
+    registry.register(
+        "emails",
+        "Attempts to send an email notification, by outcome: sent, temporary_failure, permanent_failure",
+        m.mail.clone(),
+    );
     // Every known label set starts at zero, so that rates and alerts work
     // from the first scrape rather than from the first event.
     for outcome in ["success", "wrong_password", "throttled", "too_many_codes"] {
@@ -155,6 +162,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
     for step in ["password", "second_factor"] {
         let _ = m.lockouts.get_or_create(&LockoutLabels { step });
+    }
+    for outcome in ["sent", "temporary_failure", "permanent_failure"] {
+        let _ = m.mail.get_or_create(&OutcomeLabels { outcome });
     }
     Metrics { registry, ..m }
 });
@@ -182,6 +192,11 @@ pub fn security_event(kind: &'static str) {
     if let Some(step) = step {
         m.lockouts.get_or_create(&LockoutLabels { step }).inc();
     }
+}
+
+/// Count one attempt to send an email.
+pub fn mail(outcome: &'static str) {
+    METRICS.mail.get_or_create(&OutcomeLabels { outcome }).inc();
 }
 
 /// Count one second-factor check.

@@ -15,6 +15,31 @@ diesel::table! {
         recovery_codes_generation -> BigInt,
         webauthn_handle -> Nullable<Text>,
         mfa_epoch -> BigInt,
+        email -> Nullable<Text>,
+        email_verified_at -> Nullable<BigInt>,
+        notify_new_browser -> Bool,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        #[sql_name = "ref"]
+        reference -> Text,
+        user_id -> Nullable<BigInt>,
+        kind -> Text,
+        to_address -> Text,
+        detail -> Nullable<Text>,
+        client_address -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        created_at -> BigInt,
+        next_attempt_at -> BigInt,
+        attempts -> Integer,
+        claimed_until -> Nullable<BigInt>,
+        sent_at -> Nullable<BigInt>,
+        failed_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        link_used_at -> Nullable<BigInt>,
     }
 }
 
@@ -160,9 +185,11 @@ diesel::table! {
 diesel::joinable!(credentials -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(known_browsers -> users (user_id));
+diesel::joinable!(outbox -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
+    outbox,
     credentials,
     recovery_codes,
     sessions,

@@ -32,6 +32,8 @@ pub struct Application {
     state: web::Data<AppState>,
     /// The metrics listener (`--metrics-bind`) and its address.
     metrics: Option<(Server, SocketAddr)>,
+    /// The SMTP side of email notifications (`--smtp-url`).
+    mailer: Option<crate::mail::Mailer>,
 }
 
 impl Application {
@@ -88,7 +90,14 @@ impl Application {
             public_origin: config.public_url.as_ref().map(|u| u.origin.clone()),
             secure_cookies: https,
             trusted_proxies: config.trusted_proxies.clone(),
+            mail_enabled: config.mail.is_some(),
         });
+        let mailer = config
+            .mail
+            .clone()
+            .map(crate::mail::Mailer::new)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!(e))?;
 
         let setup_url = arm_setup_link(&state, &config, address).await?;
         if let Some(url) = &setup_url {
@@ -176,6 +185,7 @@ impl Application {
             setup_url,
             state,
             metrics,
+            mailer,
         })
     }
 
@@ -248,7 +258,16 @@ impl Application {
                 None => std::future::pending().await,
             }
         });
-        let background = futures_util::future::select(sweeper, metrics_running);
+        // The mail worker: alerts and the outbox (`crate::mail::worker`).
+        let auth = self.state.auth.clone();
+        let mail_worker = Box::pin(async move {
+            match self.mailer {
+                Some(mailer) => crate::mail::worker::run(auth, mailer).await,
+                None => std::future::pending().await,
+            }
+        });
+        let background =
+            futures_util::future::select(futures_util::future::select(sweeper, metrics_running), mail_worker);
         match futures_util::future::select(server, background).await {
             futures_util::future::Either::Left((result, background)) => {
                 drop(background);

@@ -230,7 +230,7 @@ impl Auth {
                     let remembered = browsers::count_remembered(c, user.id, None)?;
                     browsers::forget_all(c, user.id)?;
                     log_forgotten(c, &changed, remembered, "password changed", now)?;
-                    let (browser_token, _) = make_known(c, &user, &client, token, now)?;
+                    let (browser_token, _, _) = make_known(c, &user, &client, token, now)?;
                     events::record(c, &changed, now)?;
                     Ok(PasswordChange::Changed { epoch, browser_token })
                 })

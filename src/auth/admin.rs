@@ -171,6 +171,9 @@ impl Auth {
                 recovery_codes_generation: 0,
                 webauthn_handle: None,
                 mfa_epoch: 0,
+                email: None,
+                email_verified_at: None,
+                notify_new_browser: true,
             };
             actor.event(kind, &probe)
         };

@@ -13,10 +13,13 @@
 //! - `account`: a user's own changes (password, sessions, codes, 2FA off,
 //!   known browsers) and what their pages show
 //! - `admin`: administration, shared by the web pages and the CLI
+//! - `email`: addresses, the messages' links ("This wasn't me",
+//!   verification), the unfinished-sign-in alert, the outbox's outcomes
 //! - `hashing`: the bcrypt threads and the timing-safe check
 
 pub mod account;
 pub mod admin;
+pub mod email;
 pub mod factors;
 pub mod hashing;
 pub mod password;
@@ -232,11 +235,14 @@ impl Auth {
     /// Tidy up rows nobody can use any more: expired sessions, pending
     /// sign-ins and known browsers, and stale throttling counters.
     pub async fn sweep(&self) -> AuthResult<()> {
+        // Sign-ins left at the second step get their alert before they go.
+        while self.finish_unfinished_sign_ins().await? > 0 {}
         let now = self.now();
         self.db
             .run(move |c| {
                 crate::db::sessions::delete_expired(c, now)?;
                 crate::db::pending::delete_expired(c, now)?;
+                crate::db::outbox::delete_old(c, now)?;
                 crate::db::browsers::delete_expired(c, now)?;
                 crate::db::ceremonies::delete_expired(c, now)?;
                 crate::db::throttles::delete_stale(c, now.0, 2 * 24 * 60 * 60)?;

@@ -441,7 +441,12 @@ pub(crate) fn complete(c: &mut Conn, done: Completion<'_>, now: UnixTime) -> Res
         None => None,
     };
     events::record(c, &event, now)?;
-    let (browser_token, browser) = make_known(c, &user, client, token, now)?;
+    let (browser_token, browser, new_browser) = make_known(c, &user, client, token, now)?;
+    // A browser the account had not signed in with (not the very first
+    // sign-in of an account: every browser is new then).
+    if new_browser && user.last_login_at.is_some() {
+        crate::db::outbox::notify(c, crate::core::notice::Notice::NewBrowser, user.id, &event, now)?;
+    }
     let remember = match remember {
         Some(r) if r.days > 0 => {
             browsers::remember(c, browser, &r.hash, user.mfa_epoch, now)?;
@@ -467,21 +472,22 @@ pub(crate) fn complete(c: &mut Conn, done: Completion<'_>, now: UnixTime) -> Res
 }
 
 /// Make the browser known to `user`: its token's lifetime starts again, or
-/// it gets a new token. Returns the token for the cookie, and the row.
+/// it gets a new token. Returns the token for the cookie, the row, and
+/// whether the browser is new to the account.
 pub(crate) fn make_known(
     c: &mut Conn,
     user: &User,
     client: &Client,
     token: BrowserToken,
     now: UnixTime,
-) -> Result<(String, BrowserId), DbError> {
+) -> Result<(String, BrowserId, bool), DbError> {
     let expires = now.plus(KNOWN_BROWSER_SECONDS);
     if let Some((value, hashes)) = &token.sent
         && let Some(known) = browsers::find(c, hashes, now)?
         && known.user_id == user.id
     {
         browsers::touch(c, known.id, &hashes[0], now, expires)?;
-        return Ok((value.clone(), known.id));
+        return Ok((value.clone(), known.id, false));
     }
     browsers::insert(
         c,
@@ -496,5 +502,5 @@ pub(crate) fn make_known(
     )?;
     let row = browsers::find(c, std::slice::from_ref(&token.fresh_hash), now)?
         .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
-    Ok((token.fresh, row.id))
+    Ok((token.fresh, row.id, true))
 }

@@ -177,6 +177,9 @@ impl Auth {
                     if !credentials::confirm(c, cred, Some(step), now)? {
                         return Ok(Done::NotPending);
                     }
+                    let mut added = client.event(Kind::FactorAdded, Some(&user_c));
+                    added.detail = Some("authenticator app".into());
+                    events::record(c, &added, now)?;
                     if first {
                         turn_on(c, &user_c, &hashes, &client, now)?;
                         Ok(Done::TurnedOn)

@@ -7,6 +7,7 @@ pub mod address;
 pub mod clock;
 pub mod keys;
 pub mod limits;
+pub mod notice;
 pub mod password;
 pub mod policy;
 pub mod qr;

@@ -44,6 +44,7 @@ kinds! {
     SecondFactorFailed = "second_factor_failed", "Wrong two-factor code";
     SecondFactorLocked = "second_factor_locked", "Two-factor codes locked (too many wrong codes)";
     SignInAbandoned = "sign_in_abandoned", "Sign-in ended after too many wrong codes";
+    SignInUnfinished = "sign_in_unfinished", "Password right, second step not completed in time";
     RecoveryCodeUsed = "recovery_code_used", "Recovery code used";
     MfaEnabled = "mfa_enabled", "Two-factor authentication turned on";
     MfaDisabled = "mfa_disabled", "Two-factor authentication turned off";
@@ -66,6 +67,10 @@ kinds! {
     AdminGranted = "admin_granted", "Administrator rights granted";
     AdminRevoked = "admin_revoked", "Administrator rights removed";
     PolicyChanged = "policy_changed", "Two-factor policy changed";
+    EmailChanged = "email_changed", "Email address changed";
+    EmailVerified = "email_verified", "Email address verified";
+    NotMe = "not_me", "“This wasn’t me”: sessions ended, password change required";
+    MailFailed = "mail_failed", "Email could not be delivered";
 }
 
 impl Kind {
@@ -100,7 +105,8 @@ pub fn record(c: &mut Conn, e: &Event, now: UnixTime) -> Result<(), DbError> {
         .execute(c)?;
     // Sign-in outcomes and lockouts are counted where they are logged.
     crate::metrics::security_event(e.kind.as_str());
-    Ok(())
+    // The email it causes, in the same commit.
+    super::outbox::for_event(c, e, now)
 }
 
 fn truncate(s: &str, max: usize) -> &str {

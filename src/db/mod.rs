@@ -21,6 +21,7 @@ pub mod browsers;
 pub mod ceremonies;
 pub mod credentials;
 pub mod events;
+pub mod outbox;
 pub mod pending;
 pub mod recovery;
 pub mod rekey;

@@ -90,6 +90,24 @@ pub fn delete_for_user(c: &mut Conn, user: UserId) -> Result<usize, DbError> {
     Ok(diesel::delete(pending_sign_ins::table.filter(pending_sign_ins::user_id.eq(user.0))).execute(c)?)
 }
 
+/// Delete expired sign-ins that never had a right password (no user).
+/// Those with a user are for `expired_with_user`: each gets its alert first.
 pub fn delete_expired(c: &mut Conn, now: UnixTime) -> Result<usize, DbError> {
-    Ok(diesel::delete(pending_sign_ins::table.filter(pending_sign_ins::expires_at.le(now.0))).execute(c)?)
+    Ok(diesel::delete(
+        pending_sign_ins::table
+            .filter(pending_sign_ins::expires_at.le(now.0))
+            .filter(pending_sign_ins::user_id.is_null()),
+    )
+    .execute(c)?)
+}
+
+/// Expired sign-ins whose password was right (oldest first, at most `limit`).
+pub fn expired_with_user(c: &mut Conn, now: UnixTime, limit: i64) -> Result<Vec<PendingSignIn>, DbError> {
+    Ok(pending_sign_ins::table
+        .filter(pending_sign_ins::expires_at.le(now.0))
+        .filter(pending_sign_ins::user_id.is_not_null())
+        .order(pending_sign_ins::expires_at.asc())
+        .limit(limit)
+        .select(PendingSignIn::as_select())
+        .load(c)?)
 }

@@ -27,6 +27,19 @@ pub struct User {
     /// Moves on whenever 2FA turns on or off: a browser remembered under
     /// another value no longer skips the second factor.
     pub mfa_epoch: i64,
+    /// The address for security notifications, verified or not.
+    pub email: Option<String>,
+    /// When `email` was verified (`None`: it gets only its verification).
+    pub email_verified_at: Option<i64>,
+    /// "Email me about sign-ins from new browsers".
+    pub notify_new_browser: bool,
+}
+
+impl User {
+    /// The address notifications go to: a verified one.
+    pub fn verified_email(&self) -> Option<&str> {
+        self.email.as_deref().filter(|_| self.email_verified_at.is_some())
+    }
 }
 
 #[derive(Insertable)]
@@ -225,6 +238,46 @@ pub fn find_by_webauthn_handle(c: &mut Conn, handle: &str) -> Result<Option<User
 pub fn bump_mfa_epoch(c: &mut Conn, id: UserId) -> Result<(), DbError> {
     diesel::update(users::table.find(id.0))
         .set(users::mfa_epoch.eq(users::mfa_epoch + 1))
+        .execute(c)?;
+    Ok(())
+}
+
+/// Set (or clear) the user's address; `verified_at` when an administrator
+/// vouches for it, `None` when it still has to be verified.
+pub fn set_email(c: &mut Conn, id: UserId, email: Option<&str>, verified_at: Option<UnixTime>) -> Result<(), DbError> {
+    diesel::update(users::table.find(id.0))
+        .set((
+            users::email.eq(email),
+            users::email_verified_at.eq(verified_at.map(|t| t.0)),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// Verify the address, if it is still `email`: `true` if this did it.
+pub fn verify_email(c: &mut Conn, id: UserId, email: &str, now: UnixTime) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        users::table
+            .find(id.0)
+            .filter(users::email.eq(email))
+            .filter(users::email_verified_at.is_null()),
+    )
+    .set(users::email_verified_at.eq(now.0))
+    .execute(c)?
+        == 1)
+}
+
+pub fn set_notify_new_browser(c: &mut Conn, id: UserId, on: bool) -> Result<(), DbError> {
+    diesel::update(users::table.find(id.0))
+        .set(users::notify_new_browser.eq(on))
+        .execute(c)?;
+    Ok(())
+}
+
+/// The next sign-in must choose a new password before anything else.
+pub fn require_password_change(c: &mut Conn, id: UserId) -> Result<(), DbError> {
+    diesel::update(users::table.find(id.0))
+        .set(users::must_change_password.eq(true))
         .execute(c)?;
     Ok(())
 }

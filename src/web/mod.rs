@@ -44,4 +44,7 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Peers whose `X-Forwarded-For` names the real client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Email notifications are on (`--smtp-url`): the Profile tab offers
+    /// an address.
+    pub mail_enabled: bool,
 }

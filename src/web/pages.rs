@@ -144,6 +144,28 @@ pub struct ProfilePage {
     pub role: &'static str,
     pub created: String,
     pub last_login: Option<String>,
+    /// Email notifications are on (`--smtp-url`): offer an address.
+    pub mail_enabled: bool,
+    pub email: String,
+    pub email_verified: bool,
+    pub notify_new_browser: bool,
+}
+
+/// A link from an email: its confirmation page, its result, or why it
+/// does nothing.
+#[derive(Template)]
+#[template(path = "email_link.html")]
+pub struct EmailLinkPage {
+    pub page: Page,
+    pub heading: String,
+    pub lines: Vec<String>,
+    /// What the button will do, as a list.
+    pub items: Vec<String>,
+    /// The form's action, when there is a button.
+    pub action: Option<String>,
+    pub button_id: &'static str,
+    pub button_label: &'static str,
+    pub danger: bool,
 }
 
 #[derive(Template)]
@@ -266,6 +288,8 @@ pub struct AdminUsersPage {
     pub policy_required: bool,
     pub policy_keys_only: bool,
     pub remember_days: i64,
+    /// Email is on: the create form offers an address.
+    pub mail_enabled: bool,
     pub policy_deadline: Option<String>,
     pub grace_days: i64,
     pub new_username: String,

@@ -95,6 +95,7 @@ pub fn fresh_config() -> (Config, TempDir, Option<PgTestDatabase>) {
         totp_skew: 1,
         trusted_proxies: vec![],
         metrics_bind: None,
+        mail: None,
         // Real time to start with (so oathtool agrees), then moved by tests.
         clock: Clock::manual(latchkey::core::clock::system_now()),
     };
@@ -142,12 +143,31 @@ impl TestApp {
     /// so security keys and passkeys work (browsers refuse them on IP
     /// addresses, and a `localhost` origin is a secure context).
     pub async fn spawn_with_keys() -> Self {
+        Self::spawn_public(|_| {}).await
+    }
+
+    /// A server on `http://localhost:PORT` (its public URL), configured
+    /// further by `tweak` (which sees the public URL set).
+    pub async fn spawn_public(tweak: impl FnOnce(&mut Config)) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         Self::spawn_on(
-            |c| c.public_url = Some(latchkey::config::PublicUrl::parse(&format!("http://localhost:{port}")).unwrap()),
+            |c| {
+                c.public_url = Some(latchkey::config::PublicUrl::parse(&format!("http://localhost:{port}")).unwrap());
+                tweak(c);
+            },
             Some(listener),
         )
+        .await
+    }
+
+    /// A server with email notifications through `smtp_url` (and keys).
+    pub async fn spawn_with_mail(smtp_url: &str) -> Self {
+        let smtp = latchkey::mail::SmtpUrl::parse(smtp_url).unwrap();
+        Self::spawn_public(|c| {
+            let base = c.public_url.as_ref().unwrap().origin.clone();
+            c.mail = Some(latchkey::mail::MailSettings::new(smtp, None, &c.issuer, &base).unwrap());
+        })
         .await
     }
 

@@ -13,6 +13,7 @@ mod cli;
 mod crash;
 mod crash_resets;
 mod deploy;
+mod email;
 mod faults;
 mod fuzz_corpus;
 mod hardening;

@@ -38,7 +38,7 @@ pub async fn settings(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, Ap
     ok(&SettingsPage { page })
 }
 
-pub async fn profile(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, AppError> {
+pub async fn profile(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let page = Page::signed_in(&req, &me, Nav::AccountSettings, "My account settings");
     ok(&ProfilePage {
         page,
@@ -47,6 +47,10 @@ pub async fn profile(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, App
         role: if me.user.is_admin { "Administrator" } else { "Member" },
         created: format_time(me.user.created_at.0),
         last_login: me.user.last_login_at.map(format_time),
+        mail_enabled: state.mail_enabled,
+        email: me.user.email.clone().unwrap_or_default(),
+        email_verified: me.user.email_verified_at.is_some(),
+        notify_new_browser: me.user.notify_new_browser,
     })
 }
 

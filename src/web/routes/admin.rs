@@ -146,6 +146,7 @@ async fn users_page(
             policy_required: policy.required,
             policy_keys_only: policy.keys_only,
             remember_days: policy.remember_days,
+            mail_enabled: state.mail_enabled,
             policy_deadline: policy.required.then(|| format_time(policy.deadline_for(0))),
             grace_days: if policy.required {
                 policy.grace_days
@@ -166,6 +167,9 @@ pub async fn list(req: HttpRequest, me: Admin, state: web::Data<AppState>) -> Re
 pub struct CreateForm {
     username: String,
     admin: Option<String>,
+    /// Their address for security emails (counts as verified: the
+    /// administrator vouches for it). Only offered when email is on.
+    email: Option<String>,
 }
 
 /// `POST /admin/users`: a new account with a one-time temporary password.
@@ -184,6 +188,13 @@ pub async fn create(
             return users_page(&req, &me, &state, StatusCode::BAD_REQUEST, Some(flash), "").await;
         }
     };
+    let email = form.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
+    if let Some(e) = email
+        && (!state.mail_enabled || !crate::core::notice::plausible_address(e) || e.parse::<lettre::Address>().is_err())
+    {
+        let flash = Flash::error("That is not an email address. Use one like name@example.com, or leave it empty.");
+        return users_page(&req, &me, &state, StatusCode::BAD_REQUEST, Some(flash), name.as_str()).await;
+    }
     let is_admin = matches!(form.admin.as_deref(), Some("1" | "on" | "true"));
     // 120 bits, readable: the user types it once and then chooses their own.
     let temporary = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::core::random_bytes::<15>());
@@ -192,6 +203,9 @@ pub async fn create(
         .auth
         .create_user(actor(&me, &client), &name, Password::new(temporary.clone()), is_admin)
         .await?;
+    if let (Created::Done(user), Some(e)) = (&created, email) {
+        state.auth.set_email_as_admin(user, e, actor(&me, &client)).await?;
+    }
     match created {
         Created::Done(user) => ok(&AdminUserCreatedPage {
             page: Page::signed_in(&req, &me.0, Nav::AdminUsers, "User created"),

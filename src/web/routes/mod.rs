@@ -3,6 +3,7 @@
 mod account;
 mod admin;
 mod assets;
+mod email;
 mod health;
 mod login;
 mod mfa;
@@ -36,6 +37,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/", web::get().to(account::dashboard))
         .route("/settings", web::get().to(account::settings))
         .route("/settings/account", web::get().to(account::profile))
+        .route("/settings/account/email", web::post().to(email::set_email))
+        .route("/settings/account/email/resend", web::post().to(email::resend))
+        .route("/settings/account/notifications", web::post().to(email::notifications))
+        .route("/email/verify/{token}", web::get().to(email::verify_form))
+        .route("/email/verify/{token}", web::post().to(email::verify))
+        .route("/email/not-me/{token}", web::get().to(email::not_me_form))
+        .route("/email/not-me/{token}", web::post().to(email::not_me))
         .route("/settings/account/password", web::get().to(account::password_form))
         .route("/settings/account/password", web::post().to(account::change_password))
         .route("/settings/account/mfa", web::get().to(mfa::tab))

@@ -10,6 +10,7 @@
 //! (`CI` set), where a browser test that cannot run is a failure.
 
 mod admin;
+mod email;
 mod journey;
 mod keyboard;
 mod webauthn;
