@@ -102,7 +102,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     registry.register(
         "second_factor_checks",
-        "Second-factor codes checked, by kind (totp, recovery_code) and outcome (accepted, wrong, replayed, throttled)",
+        "Second factors checked, by kind (totp, recovery_code, security_key) and outcome (accepted, wrong, replayed, throttled)",
         m.second_factor_checks.clone(),
     );
     registry.register(
@@ -155,7 +155,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for outcome in ["success", "wrong_password", "throttled", "too_many_codes"] {
         let _ = m.sign_ins.get_or_create(&OutcomeLabels { outcome });
     }
-    for kind in ["totp", "recovery_code"] {
+    for kind in ["totp", "recovery_code", "security_key"] {
         for outcome in ["accepted", "wrong", "replayed", "throttled"] {
             let _ = m.second_factor_checks.get_or_create(&FactorLabels { kind, outcome });
         }

@@ -467,6 +467,11 @@ impl Auth {
                         })
                     })
                     .await
+                    .inspect(|step| {
+                        if matches!(step, CodeStep::SignedIn(_)) {
+                            crate::metrics::second_factor_check("security_key", "accepted");
+                        }
+                    })
                     .map_err(Into::into)
             }
             Err(refusal) => {
@@ -495,10 +500,15 @@ impl Auth {
                                 });
                             }
                             pending::delete(c, &pending_hash)?;
+                            // As with five wrong codes: logged (and so mailed).
+                            if let Some(user) = &user {
+                                events::record(c, &client.event(Kind::SignInAbandoned, Some(user)), now)?;
+                            }
                             Ok(CodeStep::Ended)
                         })
                     })
                     .await?;
+                crate::metrics::second_factor_check("security_key", "wrong");
                 Ok(step)
             }
         }

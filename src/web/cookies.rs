@@ -47,3 +47,30 @@ pub fn remember_cookie(token: &str, max_age_seconds: i64, secure: bool) -> Cooki
         .max_age(Duration::seconds(max_age_seconds))
         .finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remember_cookie_attributes_follow_the_public_url() {
+        let https = remember_cookie("t0ken", 7 * 86_400, true).to_string();
+        for attr in [
+            "__Host-latchkey_remember=t0ken",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Path=/",
+            "Max-Age=604800",
+        ] {
+            assert!(https.contains(attr), "{attr}: {https}");
+        }
+        assert!(!https.contains("Domain"), "__Host- cookies name no domain");
+        let http = remember_cookie("t0ken", 60, false).to_string();
+        assert!(
+            http.starts_with("latchkey_remember=t0ken") && !http.contains("Secure"),
+            "{http}"
+        );
+        assert!(http.contains("Max-Age=60"));
+    }
+}
