@@ -227,7 +227,7 @@ impl Auth {
                     users::set_password(c, user.id, &hash)?;
                     pending::delete_for_user(c, user.id)?;
                     let changed = client.event(Kind::PasswordChanged, Some(&user));
-                    let remembered = browsers::count_remembered(c, user.id, None)?;
+                    let remembered = browsers::forget_all_remembered(c, user.id)?;
                     browsers::forget_all(c, user.id)?;
                     log_forgotten(c, &changed, remembered, "password changed", now)?;
                     let (browser_token, _, _) = make_known(c, &user, &client, token, now)?;
@@ -457,7 +457,12 @@ impl Auth {
             .db
             .run(move |c| {
                 c.transaction(|c| {
-                    let remembered = browsers::count_remembered(c, id, which)?;
+                    // A write first (SQLite's lock at once): stop remembering,
+                    // counting how many were, then forget.
+                    let remembered = match which {
+                        Some(b) => usize::from(browsers::forget_remembered(c, id, b)?),
+                        None => browsers::forget_all_remembered(c, id)?,
+                    };
                     let n = match which {
                         Some(b) => usize::from(browsers::forget(c, id, b)?),
                         None => browsers::forget_all(c, id)?,

@@ -18,7 +18,7 @@ use crate::core::types::{UnixTime, UserId};
 use crate::db::events::{self, Event, Kind};
 use crate::db::outbox::{self, Message};
 use crate::db::users::{self, User};
-use crate::db::{browsers, pending, sessions};
+use crate::db::{browsers, credentials, pending, recovery, sessions};
 use crate::mail::Delivery;
 
 /// What became of setting an address.
@@ -266,6 +266,8 @@ impl Auth {
         let mut event = client.event(Kind::NotMe, Some(&link.user));
         event.detail = Some(format!("from the message “{subject}”"));
         let (m, user) = (link.message, link.user);
+        let removed = client.event(Kind::FactorRemoved, Some(&user));
+        let off = client.event(Kind::MfaDisabled, Some(&user));
         Ok(self
             .db
             .run(move |c| {
@@ -273,11 +275,50 @@ impl Auth {
                     if !outbox::use_link(c, m.id, now)? {
                         return Ok(Err(LinkRefusal::Used));
                     }
-                    sessions::revoke_all(c, user.id, None)?;
-                    pending::delete_for_user(c, user.id)?;
-                    let n = browsers::forget_all_remembered(c, user.id)?;
+                    let id = user.id;
+                    sessions::revoke_all(c, id, None)?;
+                    pending::delete_for_user(c, id)?;
+                    let n = browsers::forget_all_remembered(c, id)?;
                     super::account::log_forgotten(c, &event, n, "“This wasn’t me”", now)?;
-                    users::require_password_change(c, user.id)?;
+                    browsers::forget_all(c, id)?;
+                    users::require_password_change(c, id)?;
+                    users::set_notify_new_browser(c, id, true)?;
+                    // Undo what someone else may have done since the message:
+                    // sign-in methods added from then on (a passkey would
+                    // sign them in without the password)…
+                    let mut undone = vec![];
+                    for k in credentials::confirmed(c, id)? {
+                        if k.confirmed_at.is_some_and(|t| t >= m.created_at) {
+                            credentials::remove(c, id, k.id)?;
+                            let mut e = removed.clone();
+                            e.detail = Some(format!("“{}”, added after the message: “This wasn’t me”", k.name));
+                            events::record(c, &e, now)?;
+                            undone.push(k.name);
+                        }
+                    }
+                    if !undone.is_empty() && !credentials::has_confirmed(c, id)? {
+                        super::account::turn_off(c, id, &off, now)?;
+                        events::record(c, &off, now)?;
+                    }
+                    match m.notice() {
+                        // …the recovery codes they may have seen…
+                        Some(Notice::CodesRegenerated) => {
+                            recovery::delete_all(c, id)?;
+                        }
+                        // …and the address the message went to, which they replaced.
+                        Some(Notice::EmailChanged) => {
+                            users::set_email(c, id, Some(&m.to_address), Some(now))?;
+                        }
+                        _ => {}
+                    }
+                    let mut event = event;
+                    if !undone.is_empty() {
+                        event.detail = Some(format!(
+                            "{}; removed: {}",
+                            event.detail.unwrap_or_default(),
+                            undone.join(", ")
+                        ));
+                    }
                     events::record(c, &event, now)?;
                     Ok(Ok(user))
                 })
@@ -286,9 +327,22 @@ impl Auth {
     }
 
     /// "Email me about sign-ins from new browsers".
-    pub async fn set_notify_new_browser(&self, user: &User, on: bool) -> AuthResult<()> {
-        let id = user.id;
-        Ok(self.db.run(move |c| users::set_notify_new_browser(c, id, on)).await?)
+    pub async fn set_notify_new_browser(&self, user: &User, on: bool, client: &Client) -> AuthResult<()> {
+        let (id, now) = (user.id, self.now());
+        let mut event = client.event(Kind::NotificationsChanged, Some(user));
+        event.detail = Some(format!(
+            "emails about sign-ins from new browsers {}",
+            if on { "on" } else { "off" }
+        ));
+        Ok(self
+            .db
+            .run(move |c| {
+                c.transaction(|c| {
+                    users::set_notify_new_browser(c, id, on)?;
+                    events::record(c, &event, now)
+                })
+            })
+            .await?)
     }
 
     /// Pending sign-ins whose five minutes passed with the password right
@@ -314,7 +368,16 @@ impl Auth {
                         let Some(user) = p.user().map(|u| users::find(c, u)).transpose()?.flatten() else {
                             continue;
                         };
-                        if user.last_login_at.is_some_and(|t| t > p.created_at.0) {
+                        // The same browser finished a sign-in after all (the
+                        // person left this one and tried again): no alert. A
+                        // sign-in from elsewhere does not silence it.
+                        if events::signed_in_since_from(
+                            c,
+                            user.id,
+                            p.created_at,
+                            p.client_address.as_deref(),
+                            p.user_agent.as_deref(),
+                        )? {
                             continue;
                         }
                         let event = Event {
@@ -359,14 +422,18 @@ impl Auth {
     /// recorded, and logged for the administrators.
     pub async fn mail_outcome(&self, m: &Message, outcome: &Delivery) -> AuthResult<()> {
         let now = self.now();
-        let (id, created, attempts, user) = (m.id, m.created_at, m.attempts, m.user_id);
+        let (id, created, attempts, user, claim) = (m.id, m.created_at, m.attempts, m.user_id, m.claimed_until);
         let kind = m.kind.clone();
         let outcome = outcome.clone();
         self.db
             .run(move |c| {
                 c.transaction(|c| {
                     let failed = |c: &mut crate::db::Conn, error: &str| {
-                        outbox::mark_failed(c, id, now, error)?;
+                        // A worker that lost its claim records nothing: the
+                        // message is the new holder's now.
+                        if !outbox::mark_failed(c, id, claim, now, error)? {
+                            return Ok(());
+                        }
                         let e = Event {
                             kind: Kind::MailFailed,
                             user_id: user.map(UserId),
@@ -385,7 +452,7 @@ impl Auth {
                             if at >= created + notice::GIVE_UP_SECONDS {
                                 failed(c, &format!("gave up after 24 hours: {error}"))
                             } else {
-                                outbox::retry_at(c, id, UnixTime(at), error)
+                                outbox::retry_at(c, id, claim, UnixTime(at), error).map(|_| ())
                             }
                         }
                     }

@@ -207,7 +207,12 @@ impl Auth {
         if token_hashes.is_none() && remember_hashes.is_none() {
             return Ok(Lane::NewBrowser);
         }
-        let id = user.id;
+        let (id, epoch) = (user.id, user.mfa_epoch);
+        // A remember token counts only while it would skip the second step.
+        let since = match &remember_hashes {
+            Some(_) => now.0 - self.mfa_policy().await?.remember_days * 86_400,
+            None => now.0,
+        };
         let found = self
             .db
             .read(move |c| {
@@ -219,7 +224,12 @@ impl Auth {
                 }
                 Ok(match &remember_hashes {
                     Some(hashes) => browsers::find_remembered(c, hashes)?
-                        .filter(|b| b.user_id == id && b.expires_at > now)
+                        .filter(|b| {
+                            b.user_id == id
+                                && b.expires_at > now
+                                && b.remembered_epoch == Some(epoch)
+                                && b.remembered_at.is_some_and(|at| at > since)
+                        })
                         .map(|b| b.id),
                     None => None,
                 })

@@ -128,16 +128,34 @@ impl Auth {
         // A browser remembered for this user (and this 2FA enrolment, within
         // the days the policy allows now) skips the second step.
         let remembered = match &user {
-            Some(u) if mfa_on && !protected => self.remembered_browser(u, client).await?.is_some(),
-            _ => false,
+            Some(u) if mfa_on && !protected => self.remembered_browser(u, client).await?,
+            _ => None,
         };
-        if (!mfa_on || remembered) && !protected {
-            let user = user.ok_or_else(|| super::AuthError::internal(anyhow::anyhow!("right password, no user")))?;
+        if (!mfa_on || remembered.is_some()) && !protected {
+            let user = user
+                .clone()
+                .ok_or_else(|| super::AuthError::internal(anyhow::anyhow!("right password, no user")))?;
             let (client, token) = (client.clone(), self.browser_token_for(client));
+            let days = self.mfa_policy().await?.remember_days;
             let signed_in = self
                 .db
                 .run(move |c| {
                     c.transaction(|c| {
+                        // Checked again under the user's lock, in the commit
+                        // that signs in: a Forget (or 2FA going off and on)
+                        // that committed since the check above wins.
+                        if let Some(browser) = remembered {
+                            users::lock(c, user.id)?;
+                            let epoch = users::find(c, user.id)?.map(|u| u.mfa_epoch);
+                            let since = now.0 - days * 86_400;
+                            let still = match epoch {
+                                Some(e) if days > 0 => browsers::still_remembered(c, browser, user.id, e, since, now)?,
+                                _ => false,
+                            };
+                            if !still {
+                                return Ok(None);
+                            }
+                        }
                         let done = Completion {
                             user,
                             client: &client,
@@ -145,13 +163,15 @@ impl Auth {
                             factor: None,
                             password_at: now,
                             remember: None,
-                            remembered,
+                            remembered: remembered.is_some(),
                         };
-                        complete(c, done, now)
+                        complete(c, done, now).map(Some)
                     })
                 })
                 .await?;
-            return Ok(PasswordStep::SignedIn(Box::new(signed_in)));
+            if let Some(signed_in) = signed_in {
+                return Ok(PasswordStep::SignedIn(Box::new(signed_in)));
+            }
         }
         // The code prompt: a real pending sign-in for a right password and
         // an account with a second factor; otherwise (protected form only)
@@ -302,8 +322,11 @@ impl Auth {
 
     /// Abandon a pending sign-in (the user went back to the start).
     pub async fn cancel_sign_in(&self, pending: &str) -> AuthResult<()> {
-        let hash = pending_hash(pending);
-        self.db.run(move |c| pending::delete(c, &hash).map(|_| ())).await?;
+        let (hash, now) = (pending_hash(pending), self.now());
+        // Expired now rather than deleted: a right password whose second
+        // step was given up still gets its alert (`finish_unfinished_sign_ins`),
+        // so "Cancel" cannot be used to keep the owner from hearing of it.
+        self.db.run(move |c| pending::expire(c, &hash, now).map(|_| ())).await?;
         Ok(())
     }
 

@@ -20,6 +20,8 @@ pub enum Notice {
     Locked,
     /// To the old (verified) address, when the address is changed or removed.
     EmailChanged,
+    /// "This wasn't me" was used: what it did (no link of its own).
+    Secured,
     /// The link that verifies an address (to the unverified address).
     Verify,
 }
@@ -37,7 +39,7 @@ pub const GIVE_UP_SECONDS: i64 = 24 * 60 * 60;
 /// most once in this long per user.
 pub const ONCE_PER_SECONDS: i64 = 60 * 60;
 
-const ALL: [Notice; 14] = [
+const ALL: [Notice; 15] = [
     Notice::NewBrowser,
     Notice::Unfinished,
     Notice::MfaOn,
@@ -51,6 +53,7 @@ const ALL: [Notice; 14] = [
     Notice::AdminUnlocked,
     Notice::Locked,
     Notice::EmailChanged,
+    Notice::Secured,
     Notice::Verify,
 ];
 
@@ -70,6 +73,7 @@ impl Notice {
             Notice::AdminUnlocked => "admin_unlocked",
             Notice::Locked => "locked",
             Notice::EmailChanged => "email_changed",
+            Notice::Secured => "secured",
             Notice::Verify => "verify",
         }
     }
@@ -96,6 +100,7 @@ impl Notice {
             Notice::AdminUnlocked => "An administrator unlocked your account".into(),
             Notice::Locked => "Your account was locked after failed sign-in attempts".into(),
             Notice::EmailChanged => format!("The email address of your {issuer} account was changed"),
+            Notice::Secured => format!("Your {issuer} account was secured after “This wasn’t me”"),
             Notice::Verify => "Verify your email address".into(),
         }
     }
@@ -124,6 +129,11 @@ impl Notice {
             Notice::EmailChanged => {
                 "The address for your account’s security emails was changed: this address will get no more of them."
             }
+            Notice::Secured => {
+                "“This wasn’t me” was used: every session was signed out, remembered and known browsers were \
+                 forgotten, what the message reported was undone where it can be, and the next sign-in must \
+                 choose a new password."
+            }
             Notice::Verify => "Confirm that this address is yours to get security notifications.",
         }
     }
@@ -139,13 +149,17 @@ impl Notice {
                  wrong; a long, unique password and two-factor authentication keep it that way."
             }
             Notice::Verify => "If you did not ask for this, ignore this message: nothing will be sent to this address.",
+            Notice::Secured => {
+                "Sign in and choose a new password now. If you cannot (someone changed the password), ask your \
+                 administrator to help."
+            }
             _ => "If this was you, there is nothing to do.",
         }
     }
 
     /// Whether the message carries a "This wasn't me" link.
     pub fn has_not_me_link(self) -> bool {
-        self != Notice::Verify
+        !matches!(self, Notice::Verify | Notice::Secured)
     }
 
     /// Sent only if the user wants it (the others always are).

@@ -163,19 +163,6 @@ pub fn forget_all_remembered(c: &mut Conn, user: UserId) -> Result<usize, DbErro
     .execute(c)?)
 }
 
-/// How many of the user's browsers (or just `which`) are remembered.
-pub fn count_remembered(c: &mut Conn, user: UserId, which: Option<BrowserId>) -> Result<usize, DbError> {
-    let mut q = known_browsers::table
-        .filter(known_browsers::user_id.eq(user.0))
-        .filter(known_browsers::remember_hash.is_not_null())
-        .into_boxed();
-    if let Some(id) = which {
-        q = q.filter(known_browsers::id.eq(id.0));
-    }
-    let n: i64 = q.count().get_result(c)?;
-    Ok(usize::try_from(n).unwrap_or(0))
-}
-
 /// How many of the user's browsers were remembered after `since` under 2FA
 /// epoch `epoch` (those that skip the second factor now).
 pub fn count_remembered_since(c: &mut Conn, user: UserId, epoch: i64, since: i64) -> Result<usize, DbError> {
@@ -199,4 +186,26 @@ pub fn rehash_remembered(c: &mut Conn, id: BrowserId, old: &str, new: &str) -> R
     .set(known_browsers::remember_hash.eq(new))
     .execute(c)?;
     Ok(())
+}
+
+/// Whether browser `id` is still remembered for `user` under 2FA epoch
+/// `epoch`, remembered after `since`, and alive.
+pub fn still_remembered(
+    c: &mut Conn,
+    id: BrowserId,
+    user: UserId,
+    epoch: i64,
+    since: i64,
+    now: UnixTime,
+) -> Result<bool, DbError> {
+    let n: i64 = known_browsers::table
+        .find(id.0)
+        .filter(known_browsers::user_id.eq(user.0))
+        .filter(known_browsers::remember_hash.is_not_null())
+        .filter(known_browsers::remembered_epoch.eq(epoch))
+        .filter(known_browsers::remembered_at.gt(since))
+        .filter(known_browsers::expires_at.gt(now.0))
+        .count()
+        .get_result(c)?;
+    Ok(n == 1)
 }

@@ -69,6 +69,7 @@ kinds! {
     PolicyChanged = "policy_changed", "Two-factor policy changed";
     EmailChanged = "email_changed", "Email address changed";
     EmailVerified = "email_verified", "Email address verified";
+    NotificationsChanged = "notifications_changed", "Email notification settings changed";
     NotMe = "not_me", "“This wasn’t me”: sessions ended, password change required";
     MailFailed = "mail_failed", "Email could not be delivered";
 }
@@ -171,4 +172,30 @@ pub fn kinds_for_user(c: &mut Conn, user_id: UserId) -> Result<Vec<String>, DbEr
         .order(security_events::id.asc())
         .select(security_events::kind)
         .load(c)?)
+}
+
+/// Whether `user` completed a sign-in after `since` from this address
+/// and browser (the same person finishing a sign-in they had left).
+pub fn signed_in_since_from(
+    c: &mut Conn,
+    user: UserId,
+    since: UnixTime,
+    address: Option<&str>,
+    user_agent: Option<&str>,
+) -> Result<bool, DbError> {
+    let mut q = security_events::table
+        .filter(security_events::user_id.eq(user.0))
+        .filter(security_events::kind.eq(Kind::LoginSucceeded.as_str()))
+        .filter(security_events::created_at.gt(since.0))
+        .into_boxed();
+    q = match address {
+        Some(a) => q.filter(security_events::client_address.eq(a.to_string())),
+        None => q.filter(security_events::client_address.is_null()),
+    };
+    q = match user_agent.map(|s| truncate(s, 256)) {
+        Some(ua) => q.filter(security_events::user_agent.eq(ua.to_string())),
+        None => q.filter(security_events::user_agent.is_null()),
+    };
+    let n: i64 = q.count().get_result(c)?;
+    Ok(n > 0)
 }

@@ -93,6 +93,7 @@ fn notice_for(kind: Kind) -> Option<Notice> {
         Kind::AdminUnlocked => Notice::AdminUnlocked,
         Kind::PasswordLocked | Kind::SecondFactorLocked => Notice::Locked,
         Kind::SignInAbandoned | Kind::SignInUnfinished => Notice::Unfinished,
+        Kind::NotMe => Notice::Secured,
         _ => return None,
     })
 }
@@ -203,6 +204,7 @@ fn claim(c: &mut Conn, ids: &[i64], now: UnixTime, lease: i64) -> Result<Vec<Mes
                 .find(id)
                 .filter(outbox::sent_at.is_null())
                 .filter(outbox::failed_at.is_null())
+                .filter(outbox::next_attempt_at.le(now.0))
                 .filter(outbox::claimed_until.is_null().or(outbox::claimed_until.le(now.0))),
         )
         .set((
@@ -217,11 +219,13 @@ fn claim(c: &mut Conn, ids: &[i64], now: UnixTime, lease: i64) -> Result<Vec<Mes
     Ok(claimed)
 }
 
-/// Delivered.
+/// Delivered (whoever holds the claim now: the message went out, and
+/// must not go out again).
 pub fn mark_sent(c: &mut Conn, id: i64, now: UnixTime) -> Result<(), DbError> {
-    diesel::update(outbox::table.find(id))
+    diesel::update(outbox::table.find(id).filter(outbox::sent_at.is_null()))
         .set((
             outbox::sent_at.eq(now.0),
+            outbox::failed_at.eq(None::<i64>),
             outbox::claimed_until.eq(None::<i64>),
             outbox::last_error.eq(None::<String>),
         ))
@@ -229,28 +233,40 @@ pub fn mark_sent(c: &mut Conn, id: i64, now: UnixTime) -> Result<(), DbError> {
     Ok(())
 }
 
-/// A temporary failure: try again at `at`.
-pub fn retry_at(c: &mut Conn, id: i64, at: UnixTime, error: &str) -> Result<(), DbError> {
-    diesel::update(outbox::table.find(id))
-        .set((
-            outbox::next_attempt_at.eq(at.0),
-            outbox::claimed_until.eq(None::<i64>),
-            outbox::last_error.eq(truncate(error, 500)),
-        ))
-        .execute(c)?;
-    Ok(())
+/// A temporary failure: try again at `at` — if this worker still holds the
+/// claim it made (`claim`: its `claimed_until`); `false` if it lost it.
+pub fn retry_at(c: &mut Conn, id: i64, claim: Option<i64>, at: UnixTime, error: &str) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        outbox::table
+            .find(id)
+            .filter(outbox::sent_at.is_null())
+            .filter(outbox::claimed_until.eq(claim)),
+    )
+    .set((
+        outbox::next_attempt_at.eq(at.0),
+        outbox::claimed_until.eq(None::<i64>),
+        outbox::last_error.eq(truncate(error, 500)),
+    ))
+    .execute(c)?
+        == 1)
 }
 
-/// A permanent failure (or 24 hours of temporary ones): never tried again.
-pub fn mark_failed(c: &mut Conn, id: i64, now: UnixTime, error: &str) -> Result<(), DbError> {
-    diesel::update(outbox::table.find(id))
-        .set((
-            outbox::failed_at.eq(now.0),
-            outbox::claimed_until.eq(None::<i64>),
-            outbox::last_error.eq(truncate(error, 500)),
-        ))
-        .execute(c)?;
-    Ok(())
+/// A permanent failure (or 24 hours of temporary ones): never tried again —
+/// if this worker still holds its claim; `false` if it lost it.
+pub fn mark_failed(c: &mut Conn, id: i64, claim: Option<i64>, now: UnixTime, error: &str) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        outbox::table
+            .find(id)
+            .filter(outbox::sent_at.is_null())
+            .filter(outbox::claimed_until.eq(claim)),
+    )
+    .set((
+        outbox::failed_at.eq(now.0),
+        outbox::claimed_until.eq(None::<i64>),
+        outbox::last_error.eq(truncate(error, 500)),
+    ))
+    .execute(c)?
+        == 1)
 }
 
 pub fn find_by_reference(c: &mut Conn, reference: &str) -> Result<Option<Message>, DbError> {

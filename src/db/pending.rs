@@ -111,3 +111,16 @@ pub fn expired_with_user(c: &mut Conn, now: UnixTime, limit: i64) -> Result<Vec<
         .select(PendingSignIn::as_select())
         .load(c)?)
 }
+
+/// End a pending sign-in now (it can no longer complete); the sweep and the
+/// mail worker deal with it as with any expired one.
+pub fn expire(c: &mut Conn, id_hash: &str, now: UnixTime) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        pending_sign_ins::table
+            .find(id_hash)
+            .filter(pending_sign_ins::expires_at.gt(now.0)),
+    )
+    .set(pending_sign_ins::expires_at.eq(now.0))
+    .execute(c)?
+        == 1)
+}

@@ -12,9 +12,11 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-/// How long one SMTP conversation may take before it counts as a
-/// temporary failure.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one SMTP conversation may take, all of it (DNS, connecting,
+/// TLS, every command), before it counts as a temporary failure. lettre's
+/// own timeout covers only the connection, so `Mailer::send` bounds the
+/// whole. Well inside the worker's claim (`worker::LEASE`).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An `--smtp-url` that passed our rules (SPEC §8): `smtps://HOST[:PORT]`
 /// (TLS from the start), `smtp://HOST[:PORT]?tls=required` (STARTTLS, never
@@ -191,7 +193,7 @@ impl Mailer {
     pub fn new(settings: MailSettings) -> Result<Self, String> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp.url)
             .map_err(|e| format!("SMTP URL {}: {e}", settings.smtp.shown()))?
-            .timeout(Some(SEND_TIMEOUT))
+            .timeout(Some(Duration::from_secs(10)))
             .build();
         Ok(Self {
             transport,
@@ -200,10 +202,14 @@ impl Mailer {
     }
 
     pub async fn send(&self, message: lettre::Message) -> Delivery {
-        match self.transport.send(message).await {
-            Ok(_) => Delivery::Sent,
-            Err(e) if e.is_permanent() => Delivery::Permanent(describe(&e)),
-            Err(e) => Delivery::Temporary(describe(&e)),
+        match actix_web::rt::time::timeout(SEND_TIMEOUT, self.transport.send(message)).await {
+            Ok(Ok(_)) => Delivery::Sent,
+            Ok(Err(e)) if e.is_permanent() => Delivery::Permanent(describe(&e)),
+            Ok(Err(e)) => Delivery::Temporary(describe(&e)),
+            Err(_) => Delivery::Temporary(format!(
+                "the SMTP server did not finish within {} s",
+                SEND_TIMEOUT.as_secs()
+            )),
         }
     }
 }

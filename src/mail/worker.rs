@@ -12,9 +12,11 @@ use std::time::Duration;
 use super::{Delivery, Mailer, render};
 use crate::auth::Auth;
 
-/// How long a claim lasts: longer than one SMTP conversation may take
-/// (`SEND_TIMEOUT`, twice over, and a margin).
+/// How long a claim lasts: twice as long as one SMTP conversation may take
+/// in all (`SEND_TIMEOUT`, enforced around the whole send), so a live
+/// sender always records its outcome before anyone else may claim the row.
 pub const LEASE: i64 = 60;
+const _: () = assert!(super::SEND_TIMEOUT.as_secs() * 2 <= LEASE as u64);
 /// At most this many messages per round, so the alerts keep their pace.
 const PER_ROUND: usize = 20;
 
@@ -40,8 +42,12 @@ pub async fn round(auth: &Auth, mailer: &Mailer) -> crate::auth::AuthResult<usiz
         let Some((message, user)) = auth.claim_mail(LEASE).await? else {
             break;
         };
+        let stale = auth.now().0 >= message.created_at + crate::core::notice::GIVE_UP_SECONDS;
         let outcome = match user {
             None => Delivery::Permanent("the account no longer exists".into()),
+            // Written while email was off (or never sent for a day): its
+            // news and its link are stale; it is not sent now.
+            Some(_) if stale => Delivery::Permanent("not sent within 24 hours of the event".into()),
             Some(user) => {
                 let link = auth.email_link(&message);
                 match render::render(&mailer.settings, &message, &user.username, &link)

@@ -9,6 +9,7 @@ recipient, so a test can pick its failure:
 
   reject…@…    550 at RCPT (a permanent failure)
   tempfail…@…  451 at RCPT (a temporary failure)
+  stall…@…     accepted, then no answer to the message at all (a tarpit)
 
 and, while the file DIR/TEMPFAIL exists, 451 for every recipient.
 """
@@ -36,6 +37,8 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if any(a.split("@", 1)[0].lower().startswith("stall") for a in envelope.rcpt_tos):
+            await asyncio.sleep(3600)
         n = next(self.counter)
         name = os.path.join(self.directory, f"{os.getpid()}-{n:06d}.eml")
         tmp = name + ".part"

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::sudo::{Prompt, require};
 use crate::auth::email::{EmailChange, LinkRefusal};
+use crate::core::notice::Notice;
 use crate::web::AppState;
 use crate::web::error::AppError;
 use crate::web::extract::{SignedIn, Visitor, client};
@@ -108,11 +109,15 @@ pub async fn resend(
 #[serde(deny_unknown_fields)]
 pub struct NotifyForm {
     notify_new_browser: Option<String>,
+    /// The sudo prompt's password, when it was asked for.
+    password: Option<String>,
 }
 
-/// `POST /settings/account/notifications`: new-browser emails on or off.
+/// `POST /settings/account/notifications`: new-browser emails on or off
+/// (sudo: someone in a session cannot quietly turn them off).
 pub async fn notifications(
     Posted { who: me, form }: Posted<SignedIn, NotifyForm>,
+    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     if !state.mail_enabled {
@@ -123,7 +128,21 @@ pub async fn notifications(
         Some("on") => true,
         Some(_) => return Err(AppError::BadRequest("That setting is either on or off.".into())),
     };
-    state.auth.set_notify_new_browser(&me.user, on).await?;
+    let prompt = Prompt {
+        action: "/settings/account/notifications".into(),
+        purpose: "change your email settings",
+        hidden: if on {
+            vec![("notify_new_browser", "on".to_string())]
+        } else {
+            vec![]
+        },
+        in_mfa_tab: false,
+        then_get: false,
+    };
+    if let Some(page) = require(&req, &me, &state, form.password, prompt).await? {
+        return Ok(page);
+    }
+    state.auth.set_notify_new_browser(&me.user, on, &client(&req)).await?;
     me.session.set_flash(Flash::success(if on {
         "You will get an email when your account is signed in to from a new browser."
     } else {
@@ -264,11 +283,26 @@ pub async fn not_me_form(
             ),
             "If you did not do this, secure the account now:".into(),
         ],
-        items: vec![
-            "every session of the account is signed out, everywhere;".into(),
-            "browsers remembered for the second step are forgotten;".into(),
-            "the next sign-in asks for a new password before anything else.".into(),
-        ],
+        items: {
+            let mut items = vec![
+                "every session of the account is signed out, everywhere;".to_string(),
+                "its remembered and known browsers are forgotten;".into(),
+                "sign-in methods (authenticator apps, security keys, passkeys) added since this message are removed;"
+                    .into(),
+            ];
+            match link.message.notice() {
+                Some(Notice::CodesRegenerated) => {
+                    items.push("the recovery codes made then are deleted (make a new set after you sign in);".into())
+                }
+                Some(Notice::EmailChanged) => items.push(format!(
+                    "the address for security emails is set back to {};",
+                    link.message.to_address
+                )),
+                _ => {}
+            }
+            items.push("the next sign-in asks for a new password before anything else.".into());
+            items
+        },
         action: Some(format!("/email/not-me/{token}")),
         button_id: "not-me-confirm",
         button_label: "Sign out everywhere and require a new password",
