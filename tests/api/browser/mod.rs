@@ -60,14 +60,14 @@ fn on_path(names: &[&str]) -> Option<PathBuf> {
     })
 }
 
-struct Tools {
+pub(super) struct Tools {
     chromium: PathBuf,
     chromedriver: PathBuf,
 }
 
 /// The browser and its driver (`LATCHKEY_CHROMIUM` / `LATCHKEY_CHROMEDRIVER`
 /// override the search on `PATH`), plus npm unless axe-core is already here.
-fn find_tools() -> Result<Tools, String> {
+pub(super) fn find_tools() -> Result<Tools, String> {
     // A path in the environment is the only candidate, and must exist.
     let find = |var: &str, names: &[&str]| match std::env::var_os(var) {
         Some(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),

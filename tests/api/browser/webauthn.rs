@@ -2,7 +2,8 @@
 //! authenticator (the W3C WebDriver extension commands, which thirtyfour
 //! sends as extension commands): add a key, sign in with it, add a second,
 //! remove one, sign in with a passkey alone, sudo with a key, a cloned key
-//! refused, key-only 2FA with a recovery code. The server is on
+//! refused, key-only 2FA with a recovery code; and ceremonies begun on one
+//! instance and finished on another (through a test load balancer). The server is on
 //! `http://localhost:PORT`: browsers refuse WebAuthn on IP addresses.
 
 use std::sync::Arc;
@@ -240,4 +241,100 @@ async fn shown_codes(ui: &Ui) -> WebDriverResult<Vec<String>> {
         out.push(li.text().await?.trim().to_string());
     }
     Ok(out)
+}
+
+/// A load balancer for the test: every request goes to instance A except
+/// a ceremony's `…/finish`, which goes to B — so each ceremony started in
+/// the browser is begun on one instance and finished on the other.
+struct Balancer {
+    a: String,
+    b: String,
+    http: reqwest::Client,
+    finished_on_b: std::sync::atomic::AtomicUsize,
+}
+
+async fn balance(
+    req: actix_web::HttpRequest,
+    body: actix_web::web::Bytes,
+    lb: actix_web::web::Data<Balancer>,
+) -> actix_web::HttpResponse {
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let to_b = req.path().ends_with("/finish");
+    if to_b {
+        lb.finished_on_b.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    let base = if to_b { &lb.b } else { &lb.a };
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
+    let mut out = lb.http.request(method, format!("{base}{target}"));
+    for (name, value) in req.headers() {
+        if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+            out = out.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let resp = out.body(body.to_vec()).send().await.expect("the instance answers");
+    let mut back =
+        actix_web::HttpResponse::build(actix_web::http::StatusCode::from_u16(resp.status().as_u16()).unwrap());
+    for (name, value) in resp.headers() {
+        if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection") {
+            back.append_header((name.as_str(), value.as_bytes()));
+        }
+    }
+    back.body(resp.bytes().await.unwrap().to_vec())
+}
+
+/// A ceremony begun on instance A finishes on instance B, in Chromium: a
+/// key added, then the second step with it (on PostgreSQL in its pass).
+#[tokio::test]
+async fn browser_ceremonies_finish_on_another_instance() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let public = format!("http://localhost:{port}");
+    let app = Arc::new(
+        TestApp::spawn_with(|c| c.public_url = Some(latchkey::config::PublicUrl::parse(&public).unwrap())).await,
+    );
+    let b = app.another_instance().await;
+    let lb = actix_web::web::Data::new(Balancer {
+        a: app.base.clone(),
+        b,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        finished_on_b: Default::default(),
+    });
+    let data = lb.clone();
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .default_service(actix_web::web::to(balance))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    app.create_user("alice", false).await;
+    let counter = lb.clone();
+    with_browser("webauthn-instances", &public, Mode::Default, move |ui| async move {
+        let _key = Authenticator::add(&ui.driver, "usb").await?;
+        sign_in(&ui, "alice").await?;
+        ui.el("logout").await?;
+        add_key(&ui, "Desk key").await?;
+        arrive(&ui, "/settings/account/mfa/recovery-codes/new").await?;
+        ui.click("recovery-codes-copied").await?;
+        assert!(ui.text("webauthn-list").await?.contains("Desk key"));
+        sign_out(&ui).await?;
+        // Keys only: the second step starts at once, and finishes on B.
+        sign_in(&ui, "alice").await?;
+        arrive(&ui, "/").await?;
+        Ok(())
+    })
+    .await;
+    if super::find_tools().is_ok() {
+        assert!(
+            counter.finished_on_b.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "registration and sign-in each finished on B"
+        );
+    }
 }
