@@ -31,6 +31,9 @@ document.addEventListener("DOMContentLoaded", function () {
     toggle.addEventListener("toggle", function () {
       field.setAttribute("inputmode", toggle.open ? "text" : "numeric");
       hint.textContent = hint.getAttribute(toggle.open ? "data-recovery-hint" : "data-totp-hint");
+      // An error about the other kind of code no longer applies.
+      var error = document.querySelector("#flash.flash-error");
+      if (error) { error.remove(); }
       field.focus();
     });
   }

@@ -110,7 +110,7 @@ fn setup_page(
     let qr_svg = qr::svg(
         &uri,
         "mfa-qr",
-        "QR code with your two-factor secret: scan it with your authenticator app",
+        "QR code with your setup key: scan it with your authenticator app",
     )
     .ok_or_else(|| AppError::internal(anyhow::anyhow!("otpauth URI too long for a QR code")))?;
     let mut p = page(req, me);
@@ -247,6 +247,8 @@ fn shown_codes_page(
         "data:text/plain;charset=utf-8,{}",
         percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC)
     );
+    // Which message Copied gives: a first set, or a new set.
+    let _ = me.session.insert(keys::CODES_SHOWN, first_time);
     ok(&RecoveryCodesPage {
         page: page(req, me),
         tab: Tab::Mfa,
@@ -265,18 +267,27 @@ pub async fn codes_copied(
     Posted { who: me, form: _ }: Posted<SignedIn, NoFields>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if me.mfa_on {
-        let with = if state.auth.has_totp(&me.user).await? {
-            "a code from your app"
-        } else {
-            "your security key or passkey"
-        };
-        me.session.set_flash(Flash::success(format!(
-            "Two-factor authentication is on. From now on, signing in asks for {with}."
-        )));
+    let shown = me.session.get::<bool>(keys::CODES_SHOWN).ok().flatten();
+    me.session.remove(keys::CODES_SHOWN);
+    match shown {
+        Some(true) if me.mfa_on => {
+            let with = if state.auth.has_totp(&me.user).await? {
+                "a code from your app"
+            } else {
+                "your security key or passkey"
+            };
+            me.session.set_flash(Flash::success(format!(
+                "Two-factor authentication is on. From now on, signing in asks for {with}."
+            )));
+        }
+        Some(false) if me.mfa_on => me.session.set_flash(Flash::success(CODES_REPLACED)),
+        _ => {}
     }
     Ok(redirect(TAB))
 }
+
+/// Copied, after new codes (not the first set).
+pub const CODES_REPLACED: &str = "Your new recovery codes are ready. The earlier ones no longer work.";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

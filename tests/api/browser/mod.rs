@@ -13,6 +13,7 @@ mod admin;
 mod email;
 mod journey;
 mod keyboard;
+mod messages;
 mod webauthn;
 
 use std::future::Future;
