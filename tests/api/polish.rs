@@ -62,6 +62,27 @@ async fn copied_after_new_codes_says_so_not_the_first_enable_message() {
 }
 
 #[tokio::test]
+async fn copied_after_a_key_as_the_first_factor_names_the_key() {
+    let app = TestApp::spawn_with_keys().await;
+    app.create_user("alice", false).await;
+    let c = signed_in(&app, "alice").await;
+    let mut key = crate::webauthn::soft::SoftKey::new(1, &app.base);
+    let (status, done) = crate::webauthn::add_key(&c, &mut key, "YubiKey").await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let shown = c.get("/settings/account/mfa/recovery-codes/new").await;
+    assert_eq!(list_items(&shown.body, "recovery-codes").len(), 10);
+    assert!(
+        c.post("/settings/account/mfa/recovery-codes/copied", &[])
+            .await
+            .redirects_to(MFA_TAB)
+    );
+    assert_eq!(
+        c.get(MFA_TAB).await.flash().as_deref(),
+        Some("Two-factor authentication is on. From now on, signing in asks for your security key or passkey.")
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_recovery_code_gets_a_recovery_code_message() {
     let app = TestApp::spawn().await;
     app.create_user("alice", false).await;
