@@ -103,9 +103,19 @@ async fn a_wrong_recovery_code_gets_a_recovery_code_message() {
         assert!(!flash.contains(CLOCK_HINT), "{typed}: {flash}");
     }
 
+    // A zero for an O: not a code at all (not counted), and it says which
+    // characters a recovery code never has.
+    let typo = "ABCDE-FGHJK-LMN0Q";
+    let p = c.post("/login/two-factor", &[("code", typo)]).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.flash().unwrap().contains("(0, 1, I or O)"), "{:?}", p.flash());
+
     // On the Disable page (the enrolling session's password is fresh).
     let form = e.client.get("/settings/account/mfa/disable").await;
     assert_eq!(form.status, StatusCode::OK);
+    let p = e.client.post("/settings/account/mfa/disable", &[("code", typo)]).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.flash().unwrap().contains("(0, 1, I or O)"), "{:?}", p.flash());
     let p = e
         .client
         .post("/settings/account/mfa/disable", &[("code", &stranger)])

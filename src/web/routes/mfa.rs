@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::sudo::{Prompt, require};
-use super::two_factor::{MAX_CODE_INPUT, refusal_message};
+use super::two_factor::{MAX_CODE_INPUT, malformed_message, refusal_message};
 use crate::auth::account::Disable;
 use crate::auth::factors::{InputKind, Refusal, Rejected};
 use crate::auth::totp::{ConfirmOutcome, TotpSetup};
@@ -431,7 +431,7 @@ pub async fn disable(
             message: "Too many incorrect codes.".into(),
         }),
         Disable::Refused(Rejected::Refused(Refusal::Malformed)) => {
-            again(StatusCode::BAD_REQUEST, refusal_message(Refusal::Malformed))
+            again(StatusCode::BAD_REQUEST, malformed_message(&code))
         }
         Disable::Refused(Rejected::Refused(refusal)) => again(StatusCode::UNAUTHORIZED, refusal_message(refusal)),
     }
