@@ -354,6 +354,12 @@ pub struct TestClient {
     csrf: std::sync::Mutex<Option<String>>,
 }
 
+/// Every request on a connection of its own (`pool_max_idle_per_host(0)`):
+/// a kept-alive connection that the server closes after its idle timeout
+/// just as the next request goes out fails that request with no answer
+/// (hyper's `IncompleteMessage`), which browsers retry and a test must not
+/// mistake for the server's. Seen under load, where waits between requests
+/// on one connection grow past the timeout.
 impl TestClient {
     pub fn new(base: &str) -> Self {
         Self::with_jar(base, Arc::new(Jar::default()))
@@ -369,6 +375,7 @@ impl TestClient {
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
             .default_headers(headers)
             .build()
             .unwrap();
@@ -385,6 +392,7 @@ impl TestClient {
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap();
         Self {
@@ -400,6 +408,7 @@ impl TestClient {
         let http = reqwest::Client::builder()
             .cookie_provider(self.jar.clone())
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap();
         let csrf = std::sync::Mutex::new(self.csrf.lock().unwrap().clone());
