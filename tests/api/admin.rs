@@ -149,6 +149,12 @@ async fn admin_rights_but_never_the_last_admin() {
     let root_id = app.user("root").await.id;
     let bob_id = app.create_user("bob", false).await;
 
+    // The last administrator is not offered "Remove admin" at all…
+    let users = root.get("/admin/users").await;
+    assert_eq!(users.body.matches("Remove admin").count(), 0);
+    assert_eq!(users.body.matches(">Make admin<").count(), 1, "bob can be made one");
+    assert!(users.body.contains("Only administrator"));
+    // …and a forged request is still refused.
     let p = root
         .post(&format!("/admin/users/{root_id}/admin"), &[("admin", "0")])
         .await;
@@ -167,6 +173,12 @@ async fn admin_rights_but_never_the_last_admin() {
     );
     assert!(app.user("bob").await.is_admin);
     assert!(app.events(bob_id).await.contains(&"admin_granted".to_string()));
+    let users = root.get("/admin/users").await;
+    assert_eq!(
+        users.body.matches(">Remove admin<").count(),
+        2,
+        "two admins: either may step down"
+    );
     // Now root may step down, and loses the admin pages at once.
     assert!(
         root.post(&format!("/admin/users/{root_id}/admin"), &[("admin", "0")])
