@@ -17,10 +17,17 @@ async fn admin_creates_a_user_who_must_choose_a_password() {
     assert_eq!(users.status, StatusCode::OK);
     assert!(root.get("/").await.body.contains("id=\"nav-admin-users\""));
 
-    let created = root.post("/admin/users", &[("username", "Bob")]).await;
+    // Post/Redirect/Get: the temporary password is on a GET page, once.
+    let posted = root.post("/admin/users", &[("username", "Bob")]).await;
+    assert!(posted.redirects_to("/admin/users/created"), "{}", posted.status);
+    let created = root.get("/admin/users/created").await;
     assert_eq!(created.status, StatusCode::OK);
     let temporary = created.text_of("temporary-password").expect("shown once");
     assert!(temporary.len() >= 20);
+    let again = root.get("/admin/users/created").await;
+    assert!(again.redirects_to("/admin/users"));
+    assert!(!again.body.contains(&temporary));
+    assert!(!root.get("/admin/users").await.body.contains(&temporary));
     let dup = root.post("/admin/users", &[("username", "bob")]).await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
 

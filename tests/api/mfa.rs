@@ -602,6 +602,9 @@ async fn enable_confirm_and_regenerate_redirect_and_show_the_codes_once() {
         !confirmed.body.contains("recovery-codes\""),
         "no codes in the POST answer"
     );
+    // A second click on Confirm is sent to the same one showing.
+    let twice = c.post("/settings/account/mfa/confirm", &[("code", &code)]).await;
+    assert!(twice.redirects_to("/settings/account/mfa/recovery-codes/new"));
     // Another session of the same user does not get them.
     let stolen = other.get("/settings/account/mfa/recovery-codes/new").await;
     assert!(stolen.redirects_to("/settings/account/mfa"));

@@ -225,6 +225,9 @@ pub async fn confirm(
             ));
             Ok(redirect(TAB))
         }
+        // A second click on Confirm: the first one's codes, if not yet
+        // shown, are still waiting for their one showing.
+        ConfirmOutcome::AlreadyOn if me.session.text(keys::FRESH_CODES).is_some() => Ok(redirect(FRESH)),
         ConfirmOutcome::AlreadyOn => {
             me.session
                 .set_flash(Flash::info("Two-factor authentication is already on."));

@@ -124,6 +124,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/admin/users", web::get().to(admin::list))
         .route("/admin/users", web::post().to(admin::create))
+        .route("/admin/users/created", web::get().to(admin::created))
         .route("/admin/users/{id}/reset-mfa", web::get().to(admin::reset_form))
         .route("/admin/users/{id}/reset-mfa", web::post().to(admin::reset))
         .route("/admin/users/{id}/unlock", web::post().to(admin::unlock))
