@@ -14,7 +14,7 @@ document.addEventListener("DOMContentLoaded", function () {
         : target.textContent.trim();
       navigator.clipboard.writeText(text).then(function () {
         var label = button.textContent;
-        button.textContent = "Copied to clipboard";
+        button.textContent = "Now on your clipboard";
         setTimeout(function () { button.textContent = label; }, 2000);
       });
     });

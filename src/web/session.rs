@@ -169,6 +169,8 @@ pub mod keys {
     pub const PASSKEY_NONCE: &str = "passkey_nonce";
     /// New recovery codes, sealed, until their one showing.
     pub const FRESH_CODES: &str = "fresh_codes";
+    /// A new account's temporary password, sealed, until its one showing.
+    pub const CREATED_USER: &str = "created_user";
     /// Set by `SessionExt::rekey`, read and dropped by the store: never stored.
     pub const REKEY: &str = "_rekey";
 }

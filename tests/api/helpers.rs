@@ -456,6 +456,16 @@ impl TestClient {
         self.post_raw(path, &all).await
     }
 
+    /// POST as a browser does: when the answer redirects (Post/Redirect/Get),
+    /// GET the page it names, and return that page.
+    pub async fn post_follow(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let p = self.post(path, fields).await;
+        match (&p.status, &p.location) {
+            (&StatusCode::SEE_OTHER, Some(to)) => self.get(to).await,
+            _ => p,
+        }
+    }
+
     /// POST exactly these fields (no token added).
     pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let body = serde_urlencoded::to_string(fields).unwrap();
@@ -663,11 +673,13 @@ pub struct Enrolled {
 /// Walk MFA setup over HTTP as a person would: Enable → read the secret →
 /// confirm with oathtool's code → recovery codes → Copied.
 pub async fn enrol(app: &TestApp, client: TestClient) -> Enrolled {
-    let setup = client.post("/settings/account/mfa/enable", &[]).await;
+    let setup = client.post_follow("/settings/account/mfa/enable", &[]).await;
     assert_eq!(setup.status, StatusCode::OK, "setup page: {}", setup.body);
     let secret = setup.text_of("mfa-secret").expect("secret shown").replace(' ', "");
     let code = oathtool(&secret, app.clock.now());
-    let shown = client.post("/settings/account/mfa/confirm", &[("code", &code)]).await;
+    let shown = client
+        .post_follow("/settings/account/mfa/confirm", &[("code", &code)])
+        .await;
     assert_eq!(shown.status, StatusCode::OK, "confirm: {:?}", shown.flash());
     let codes = list_items(&shown.body, "recovery-codes");
     assert_eq!(codes.len(), 10);

@@ -826,9 +826,10 @@ async fn admins_set_an_address_when_they_create_a_user() {
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
     assert_eq!(app.count("users").await, 1, "nothing created");
     let p = root
-        .post("/admin/users", &[("username", "bob"), ("email", "bob@example.com")])
+        .post_follow("/admin/users", &[("username", "bob"), ("email", "bob@example.com")])
         .await;
     assert_eq!(p.status, StatusCode::OK, "{:?}", p.flash());
+    assert!(p.text_of("temporary-password").is_some());
     let bob = app.user("bob").await;
     assert_eq!(bob.verified_email(), Some("bob@example.com"));
     let _ = json!({});
