@@ -9,14 +9,18 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 use crate::auth::admin::{Created, Reset};
 use crate::auth::email::EmailChange;
 use crate::auth::{Actor, Auth, AuthSettings};
-use crate::config::{Config, LogFormat};
+use crate::config::{self, Config, LogFormat, Settings};
 use crate::core::keys::Keyring;
 use crate::core::password;
+use crate::core::totp::MAX_SKEW;
 use crate::core::types::Password;
 use crate::core::username::Username;
 use crate::db::Db;
@@ -26,12 +30,27 @@ use crate::startup::Application;
 #[command(
     name = "latchkey",
     version,
-    about = "Latchkey: a self-hosted sign-in dashboard with passwords and TOTP two-factor authentication.",
-    after_help = "Without a command, `serve` runs. Environment values are never printed here."
+    about = "Latchkey: a self-hosted sign-in dashboard with passwords and two-factor authentication \
+             (authenticator-app codes, security keys and passkeys).",
+    after_help = "Without a command, `serve` runs, with the options above. Each command's --help lists the options \
+                  it takes (e.g. `latchkey user add --help`); give them after the command. Every option can also be \
+                  set by the environment variable shown; environment values are never printed here.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// `latchkey` without a command is `latchkey serve`.
     #[command(flatten)]
-    pub settings: crate::config::Settings,
+    pub serve: ServeArgs,
+    /// Log format on standard error: `text` for people, `json` (one object per line) for log collectors
+    #[arg(
+        long,
+        env = "LATCHKEY_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        hide_env_values = true,
+        global = true
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -39,19 +58,24 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the web server (the default)
-    Serve,
+    Serve(ServeArgs),
     /// Manage users
     #[command(subcommand)]
     User(UserCommand),
     /// Exit 0 when the server at --bind answers /healthz (for container health checks)
-    Healthcheck,
+    Healthcheck(BindArgs),
     /// Write a consistent copy of the SQLite database to PATH while servers run
     /// (back up the key file separately; PostgreSQL: use pg_dump)
-    Backup { path: std::path::PathBuf },
+    Backup {
+        /// Where to write the copy (a new file; an existing one is not overwritten)
+        path: std::path::PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Manage the server key
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Email notifications (needs --smtp-url)
+    /// Email notifications
     #[command(subcommand)]
     Mail(MailCommand),
 }
@@ -62,6 +86,10 @@ pub enum MailCommand {
     Test {
         /// Where to send it
         address: String,
+        #[command(flatten)]
+        mail: MailArgs,
+        #[command(flatten)]
+        public: PublicArgs,
     },
 }
 
@@ -77,6 +105,8 @@ pub enum KeyCommand {
         /// Run all three steps at once: only while no server runs
         #[arg(long, conflicts_with = "step")]
         all: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
 }
 
@@ -85,6 +115,8 @@ pub enum UserCommand {
     /// Create a user; the password is read from the first line of standard
     /// input (prompted for, twice, when standard input is a terminal)
     Add {
+        /// The new user's username: 1–64 of the letters a–z, digits, `.`, `_` and `-`, starting with a letter or digit
+        /// (capitals are stored as lower case)
         name: String,
         /// Make the user an administrator
         #[arg(long)]
@@ -92,11 +124,190 @@ pub enum UserCommand {
         /// Their email address for security notifications (counts as verified)
         #[arg(long)]
         email: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        cost: CostArgs,
     },
     /// List users with their two-factor status
-    List,
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Turn a user's two-factor authentication off (lost phone) and end their sessions
-    ResetMfa { name: String },
+    ResetMfa {
+        /// The username of the account to reset
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// Where the data is: every command that opens the database takes these.
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// Database: sqlite://PATH (relative to the working directory, or sqlite:///absolute/path), or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require] for several instances
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = config::DEFAULT_DATABASE_URL,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Server key file; the server creates it (mode 0600) if missing [default: latchkey.key beside the database]
+    #[arg(long, env = "LATCHKEY_KEY_FILE", hide_env_values = true)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// Address and port of the server (`serve` listens there; `healthcheck` asks there).
+#[derive(Args, Debug, Clone)]
+pub struct BindArgs {
+    /// Address and port the server listens on
+    #[arg(long, env = "LATCHKEY_BIND", default_value = config::DEFAULT_BIND, hide_env_values = true)]
+    pub bind: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CostArgs {
+    /// bcrypt cost for password hashes (4–31; each step doubles the work)
+    #[arg(
+        long,
+        env = "LATCHKEY_BCRYPT_COST",
+        default_value_t = config::DEFAULT_BCRYPT_COST,
+        value_parser = clap::value_parser!(u32).range(4..=31),
+        hide_env_values = true
+    )]
+    pub bcrypt_cost: u32,
+}
+
+/// How the server names itself: links, cookies, WebAuthn, authenticator apps.
+#[derive(Args, Debug, Clone)]
+pub struct PublicArgs {
+    /// Public URL people use, e.g. https://login.example.com; with https, cookies get `Secure` and the `__Host-` prefix
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL", hide_env_values = true)]
+    pub public_url: Option<String>,
+
+    /// Issuer name shown in authenticator apps and as the sender's name of emails
+    #[arg(long, env = "LATCHKEY_ISSUER", default_value = config::DEFAULT_ISSUER, hide_env_values = true)]
+    pub issuer: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MailArgs {
+    /// SMTP server for security emails: smtps://[USER:PASS@]HOST[:465] (TLS), smtp://…HOST[:587]?tls=required
+    /// (STARTTLS), or plain smtp://localhost[:25] (a local relay only) [default: off: no email]
+    #[arg(long, env = "LATCHKEY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of security emails, e.g. "Acme Login <login@acme.example>" [default: ISSUER <latchkey@PUBLIC-HOST>]
+    #[arg(long, env = "LATCHKEY_MAIL_FROM", hide_env_values = true)]
+    pub mail_from: Option<String>,
+}
+
+/// Everything the server takes.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub bind: BindArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub public: PublicArgs,
+    #[command(flatten)]
+    pub cost: CostArgs,
+
+    /// Reverse proxies whose X-Forwarded-For is believed (comma-separated IP addresses); without it, the
+    /// client address is the TCP peer
+    #[arg(
+        long,
+        env = "LATCHKEY_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    /// TOTP time steps accepted either side of now (0–2)
+    #[arg(
+        long,
+        env = "LATCHKEY_TOTP_SKEW",
+        default_value_t = config::DEFAULT_TOTP_SKEW,
+        value_parser = clap::value_parser!(u8).range(0..=(MAX_SKEW as i64)),
+        hide_env_values = true
+    )]
+    pub totp_skew: u8,
+
+    /// Serve Prometheus metrics on this address and port (e.g. 127.0.0.1:9464), apart from the pages [default: off]
+    #[arg(long, env = "LATCHKEY_METRICS_BIND", hide_env_values = true)]
+    pub metrics_bind: Option<String>,
+
+    #[command(flatten)]
+    pub mail: MailArgs,
+}
+
+impl DatabaseArgs {
+    fn apply(&self, s: &mut Settings) {
+        s.database_url.clone_from(&self.database_url);
+        s.key_file.clone_from(&self.key_file);
+    }
+}
+
+impl PublicArgs {
+    fn apply(&self, s: &mut Settings) {
+        s.public_url.clone_from(&self.public_url);
+        s.issuer.clone_from(&self.issuer);
+    }
+}
+
+impl MailArgs {
+    fn apply(&self, s: &mut Settings) {
+        s.smtp_url.clone_from(&self.smtp_url);
+        s.mail_from.clone_from(&self.mail_from);
+    }
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Settings {
+        let mut s = Settings {
+            bind: self.bind.bind.clone(),
+            bcrypt_cost: self.cost.bcrypt_cost,
+            trusted_proxies: self.trusted_proxies.clone(),
+            totp_skew: self.totp_skew,
+            metrics_bind: self.metrics_bind.clone(),
+            ..Settings::default()
+        };
+        self.database.apply(&mut s);
+        self.public.apply(&mut s);
+        self.mail.apply(&mut s);
+        s
+    }
+}
+
+impl Command {
+    /// The settings this command takes; the others keep their defaults.
+    pub fn settings(&self) -> Settings {
+        let mut s = Settings::default();
+        match self {
+            Command::Serve(args) => return args.settings(),
+            Command::Healthcheck(b) => s.bind.clone_from(&b.bind),
+            Command::Backup { database, .. } | Command::Key(KeyCommand::Rotate { database, .. }) => {
+                database.apply(&mut s)
+            }
+            Command::User(UserCommand::Add { database, cost, .. }) => {
+                database.apply(&mut s);
+                s.bcrypt_cost = cost.bcrypt_cost;
+            }
+            Command::User(UserCommand::List { database } | UserCommand::ResetMfa { database, .. }) => {
+                database.apply(&mut s)
+            }
+            Command::Mail(MailCommand::Test { mail, public, .. }) => {
+                mail.apply(&mut s);
+                public.apply(&mut s);
+            }
+        }
+        s
+    }
 }
 
 /// Parse the command line and run it.
@@ -105,19 +316,22 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging(cli.settings.log_format);
-    let config = match Config::from_settings(&cli.settings) {
+    init_logging(cli.log_format);
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    let config = match Config::from_settings(&command.settings()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("latchkey: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config),
+    let result = match command {
+        Command::Serve(_) => serve(config),
         Command::User(cmd) => user(config, cmd),
-        Command::Healthcheck => crate::ops::healthcheck::target(&config.bind).and_then(crate::ops::healthcheck::check),
-        Command::Backup { path } => crate::ops::backup::backup(&config.database_url, &path).map(|b| {
+        Command::Healthcheck(_) => {
+            crate::ops::healthcheck::target(&config.bind).and_then(crate::ops::healthcheck::check)
+        }
+        Command::Backup { path, .. } => crate::ops::backup::backup(&config.database_url, &path).map(|b| {
             println!(
                 "Backed up the database to {} ({} bytes). Back up the key file {} too: without it the copy's \
                  two-factor secrets cannot be read.",
@@ -126,8 +340,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 config.key_file.display()
             );
         }),
-        Command::Mail(MailCommand::Test { address }) => mail_test(&config, &address),
-        Command::Key(KeyCommand::Rotate { step, all }) => {
+        Command::Mail(MailCommand::Test { address, .. }) => mail_test(&config, &address),
+        Command::Key(KeyCommand::Rotate { step, all, .. }) => {
             actix_web::rt::System::new().block_on(async { crate::ops::rotation::rotate(&config, step, all).await })
         }
     };
@@ -191,7 +405,7 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let auth = Auth::new(db, keys, config.clock.clone(), settings, config.bcrypt_cost).await?;
         match cmd {
-            UserCommand::Add { name, admin, email } => {
+            UserCommand::Add { name, admin, email, .. } => {
                 let name = Username::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let password = password.ok_or_else(|| anyhow::anyhow!("no password"))?;
                 match auth.create_user(Actor::CommandLine, &name, password, admin).await? {
@@ -213,7 +427,7 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                     Created::Exists => anyhow::bail!("a user named `{name}` already exists"),
                 }
             }
-            UserCommand::List => {
+            UserCommand::List { .. } => {
                 println!(
                     "{:<24} {:<6} {:<9} {:>14}",
                     "USERNAME", "ADMIN", "2FA", "RECOVERY CODES"
@@ -234,7 +448,7 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                     );
                 }
             }
-            UserCommand::ResetMfa { name } => {
+            UserCommand::ResetMfa { name, .. } => {
                 let name = Username::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let user = auth
                     .find_user_by_name(name.as_str())

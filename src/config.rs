@@ -3,108 +3,50 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::Args;
-
 use crate::core::clock::Clock;
-use crate::core::totp::MAX_SKEW;
 use crate::db::DatabaseUrl;
 
-#[derive(Args, Debug, Clone)]
+/// The defaults, shared by the command line (`crate::cli`) and `Settings::default`.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://latchkey.db";
+pub const DEFAULT_ISSUER: &str = "Latchkey";
+pub const DEFAULT_BCRYPT_COST: u32 = 12;
+pub const DEFAULT_TOTP_SKEW: u8 = 1;
+
+/// Every setting as given (SPEC §5.1), before validation. The command line
+/// (`crate::cli`) fills in what a command takes; the rest keep their
+/// defaults, so a command never fails on a setting it does not use.
+#[derive(Debug, Clone)]
 pub struct Settings {
-    /// Address and port to listen on
-    #[arg(
-        long,
-        env = "LATCHKEY_BIND",
-        default_value = "127.0.0.1:8080",
-        hide_env_values = true,
-        global = true
-    )]
     pub bind: String,
-
-    /// Database: sqlite://PATH (relative to the working directory, or sqlite:///absolute/path)
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://latchkey.db",
-        hide_env_values = true,
-        global = true
-    )]
     pub database_url: String,
-
-    /// Public URL people use, e.g. https://login.example.com; with https, cookies get `Secure` and the `__Host-` prefix
-    #[arg(long, env = "LATCHKEY_PUBLIC_URL", hide_env_values = true, global = true)]
     pub public_url: Option<String>,
-
-    /// Issuer name shown in authenticator apps
-    #[arg(
-        long,
-        env = "LATCHKEY_ISSUER",
-        default_value = "Latchkey",
-        hide_env_values = true,
-        global = true
-    )]
     pub issuer: String,
-
-    /// Server key file (created with mode 0600 if missing) [default: latchkey.key beside the database]
-    #[arg(long, env = "LATCHKEY_KEY_FILE", hide_env_values = true, global = true)]
     pub key_file: Option<PathBuf>,
-
-    /// bcrypt cost for password hashes (4–31; each step doubles the work)
-    #[arg(
-        long,
-        env = "LATCHKEY_BCRYPT_COST",
-        default_value_t = 12,
-        value_parser = clap::value_parser!(u32).range(4..=31),
-        hide_env_values = true,
-        global = true
-    )]
     pub bcrypt_cost: u32,
-
-    /// Reverse proxies whose X-Forwarded-For is believed (comma-separated IP addresses); without it, the
-    /// client address is the TCP peer
-    #[arg(
-        long,
-        env = "LATCHKEY_TRUSTED_PROXIES",
-        value_delimiter = ',',
-        hide_env_values = true,
-        global = true
-    )]
     pub trusted_proxies: Vec<IpAddr>,
-
-    /// TOTP time steps accepted either side of now (0–2)
-    #[arg(
-        long,
-        env = "LATCHKEY_TOTP_SKEW",
-        default_value_t = 1,
-        value_parser = clap::value_parser!(u8).range(0..=(MAX_SKEW as i64)),
-        hide_env_values = true,
-        global = true
-    )]
     pub totp_skew: u8,
-
-    /// Serve Prometheus metrics on this address and port (e.g. 127.0.0.1:9464), apart from the pages [default: off]
-    #[arg(long, env = "LATCHKEY_METRICS_BIND", hide_env_values = true, global = true)]
     pub metrics_bind: Option<String>,
-
-    /// SMTP server for security emails: smtps://[USER:PASS@]HOST[:465] (TLS), smtp://…HOST[:587]?tls=required
-    /// (STARTTLS), or plain smtp://localhost[:25] (a local relay only) [default: off: no email]
-    #[arg(long, env = "LATCHKEY_SMTP_URL", hide_env_values = true, global = true)]
     pub smtp_url: Option<String>,
-
-    /// Sender of security emails, e.g. "Acme Login <login@acme.example>" [default: ISSUER <latchkey@PUBLIC-HOST>]
-    #[arg(long, env = "LATCHKEY_MAIL_FROM", hide_env_values = true, global = true)]
     pub mail_from: Option<String>,
+}
 
-    /// Log format on standard error: `text` for people, `json` (one object per line) for log collectors
-    #[arg(
-        long,
-        env = "LATCHKEY_LOG_FORMAT",
-        value_enum,
-        default_value_t = LogFormat::Text,
-        hide_env_values = true,
-        global = true
-    )]
-    pub log_format: LogFormat,
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: DEFAULT_BIND.into(),
+            database_url: DEFAULT_DATABASE_URL.into(),
+            public_url: None,
+            issuer: DEFAULT_ISSUER.into(),
+            key_file: None,
+            bcrypt_cost: DEFAULT_BCRYPT_COST,
+            trusted_proxies: Vec::new(),
+            totp_skew: DEFAULT_TOTP_SKEW,
+            metrics_bind: None,
+            smtp_url: None,
+            mail_from: None,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,17 +198,43 @@ mod tests {
     fn settings_validate() {
         use crate::cli::{Cli, Command, UserCommand};
         use clap::Parser;
-        let cli = Cli::try_parse_from(["latchkey", "--issuer", "Acme:Corp"]).unwrap();
-        assert!(Config::from_settings(&cli.settings).is_err());
-        let cli = Cli::try_parse_from(["latchkey", "--database-url", "latchkey.db"]).unwrap();
-        assert!(Config::from_settings(&cli.settings).is_err());
+        let settings = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            cli.command.map_or_else(|| cli.serve.settings(), |c| c.settings())
+        };
+        assert!(Config::from_settings(&settings(&["latchkey", "--issuer", "Acme:Corp"])).is_err());
+        assert!(Config::from_settings(&settings(&["latchkey", "--database-url", "latchkey.db"])).is_err());
+        assert!(
+            Config::from_settings(&settings(&[
+                "latchkey",
+                "user",
+                "list",
+                "--database-url",
+                "latchkey.db"
+            ]))
+            .is_err()
+        );
         assert!(Cli::try_parse_from(["latchkey", "--totp-skew", "3"]).is_err());
         assert!(Cli::try_parse_from(["latchkey", "--bcrypt-cost", "3"]).is_err());
-        let cli = Cli::try_parse_from(["latchkey", "user", "add", "bob", "--admin", "--bcrypt-cost", "4"]).unwrap();
-        assert_eq!(cli.settings.bcrypt_cost, 4);
+        let s = settings(&["latchkey", "user", "add", "bob", "--admin", "--bcrypt-cost", "4"]);
+        assert_eq!(s.bcrypt_cost, 4);
+        let cli = Cli::try_parse_from(["latchkey", "user", "add", "bob", "--admin"]).unwrap();
         assert!(matches!(
             cli.command,
             Some(Command::User(UserCommand::Add { admin: true, .. }))
         ));
+        // A command takes only its own options, after its name: a server
+        // option before a command is refused rather than silently ignored.
+        assert!(Cli::try_parse_from(["latchkey", "--database-url", "sqlite://x.db", "user", "list"]).is_err());
+        assert!(Cli::try_parse_from(["latchkey", "user", "list", "--bind", "0.0.0.0:1"]).is_err());
+        assert!(Cli::try_parse_from(["latchkey", "healthcheck", "--database-url", "sqlite://x.db"]).is_err());
+        // What a command does not take keeps its default, whatever it is set to elsewhere.
+        let s = settings(&["latchkey", "healthcheck", "--bind", "127.0.0.1:9"]);
+        assert_eq!(
+            (s.bind.as_str(), s.database_url.as_str()),
+            ("127.0.0.1:9", DEFAULT_DATABASE_URL)
+        );
+        let s = settings(&["latchkey", "serve", "--bind", "127.0.0.1:9", "--totp-skew", "2"]);
+        assert_eq!((s.bind.as_str(), s.totp_skew), ("127.0.0.1:9", 2));
     }
 }

@@ -46,6 +46,7 @@ impl Application {
     /// port before it sets the public URL that names it).
     pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let db = Db::open(&config.database_url)?;
+        tracing::info!("Database: {}", config.database_url.shown());
         let keys = Arc::new(Keyring::load_or_create(&config.key_file).context("cannot load the server key")?);
         let fingerprints = keys.fingerprints();
         let now = config.clock.time();

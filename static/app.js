@@ -14,7 +14,7 @@ document.addEventListener("DOMContentLoaded", function () {
         : target.textContent.trim();
       navigator.clipboard.writeText(text).then(function () {
         var label = button.textContent;
-        button.textContent = "Copied to clipboard";
+        button.textContent = "Now on your clipboard";
         setTimeout(function () { button.textContent = label; }, 2000);
       });
     });
@@ -28,12 +28,14 @@ document.addEventListener("DOMContentLoaded", function () {
   var field = document.getElementById("code");
   var hint = document.getElementById("code-hint");
   if (toggle && field && hint) {
+    // A page may arrive switched (a refused recovery code): its error stays.
+    var openedAs = toggle.open;
     toggle.addEventListener("toggle", function () {
       field.setAttribute("inputmode", toggle.open ? "text" : "numeric");
       hint.textContent = hint.getAttribute(toggle.open ? "data-recovery-hint" : "data-totp-hint");
-      // An error about the other kind of code no longer applies.
+      // Switched by the person: an error about the other kind of code no longer applies.
       var error = document.querySelector("#flash.flash-error");
-      if (error) { error.remove(); }
+      if (error && toggle.open !== openedAs) { error.remove(); }
       field.focus();
     });
   }

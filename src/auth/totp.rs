@@ -108,6 +108,26 @@ impl Auth {
         }))
     }
 
+    /// Cancel the pending enrolment this session started (the setup page's
+    /// Cancel). `false` if there was none. Nothing else changes, so nothing
+    /// is logged.
+    pub async fn cancel_totp(&self, user: &User, owner: &str) -> AuthResult<bool> {
+        let (id, owner, now) = (user.id, owner.to_string(), self.now());
+        let not_before = now.minus(ENROLMENT_SECONDS);
+        Ok(self
+            .db
+            .run(move |c| {
+                c.transaction(|c| {
+                    users::lock(c, id)?;
+                    match credentials::pending(c, id, CredentialKind::Totp, &owner, not_before)? {
+                        Some(row) => credentials::delete_pending(c, row.id).map(|()| true),
+                        None => Ok(false),
+                    }
+                })
+            })
+            .await?)
+    }
+
     /// Confirm the pending enrolment with a code from its secret.
     pub async fn confirm_totp(
         &self,

@@ -138,10 +138,14 @@ impl Keyring {
     /// reads the winner's key.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
         let shown = path.display().to_string();
+        // For the start-up log, one line: which file, and created or loaded.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 check_permissions(path)?;
-                Self::parse(&text, &shown)
+                let keys = Self::parse(&text, &shown)?;
+                tracing::info!("Server key: loaded from {}", absolute.display());
+                Ok(keys)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = super::random_bytes::<KEY_LEN>();
@@ -151,7 +155,10 @@ impl Keyring {
                     source,
                 })?;
                 if created {
-                    tracing::info!(path = %shown, "generated a new server key file");
+                    tracing::info!(
+                        "Server key: generated a new server key file at {} (mode 0600; back it up)",
+                        absolute.display()
+                    );
                     return Self::parse(&line, &shown);
                 }
                 // Another instance created it first: use its key.
@@ -160,7 +167,12 @@ impl Keyring {
                     source,
                 })?;
                 check_permissions(path)?;
-                Self::parse(&text, &shown)
+                let keys = Self::parse(&text, &shown)?;
+                tracing::info!(
+                    "Server key: loaded from {}, created by another instance starting at the same moment",
+                    absolute.display()
+                );
+                Ok(keys)
             }
             Err(source) => Err(KeyError::Read { path: shown, source }),
         }

@@ -142,6 +142,40 @@ impl DatabaseUrl {
         Err(UrlError::Unknown(shown))
     }
 
+    /// For the start-up log: which database, never a password. SQLite: the
+    /// file's absolute path; PostgreSQL: user, host, port and database (and
+    /// `sslmode`), without the password or any other parameter.
+    pub fn shown(&self) -> String {
+        match self {
+            Self::Sqlite(p) => {
+                let path = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+                format!("SQLite file {}", path.display())
+            }
+            Self::Postgres(raw) => match url::Url::parse(raw) {
+                Ok(u) => {
+                    let user = if u.username().is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}@", u.username())
+                    };
+                    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                    let ssl = u
+                        .query_pairs()
+                        .find(|(k, _)| k == "sslmode")
+                        .map(|(_, v)| format!("?sslmode={v}"))
+                        .unwrap_or_default();
+                    format!(
+                        "PostgreSQL {}://{user}{}{port}{}{ssl}",
+                        u.scheme(),
+                        u.host_str().unwrap_or(""),
+                        u.path()
+                    )
+                }
+                Err(_) => "PostgreSQL (URL not shown)".to_string(),
+            },
+        }
+    }
+
     /// The folder the database lives in, where the key file goes by default
     /// (the working directory for PostgreSQL).
     pub fn directory(&self) -> PathBuf {
@@ -633,6 +667,22 @@ fn migrate(conn: &mut Conn) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_never_has_a_password() {
+        let shown = |u: &str| DatabaseUrl::parse(u).unwrap().shown();
+        assert_eq!(
+            shown("postgres://latchkey:s3cret@db.example:5433/latchkey?sslmode=require&password=other"),
+            "PostgreSQL postgres://latchkey@db.example:5433/latchkey?sslmode=require"
+        );
+        assert_eq!(shown("postgresql://h/db"), "PostgreSQL postgresql://h/db");
+        let sqlite = shown("sqlite://x.db");
+        assert!(
+            sqlite.starts_with("SQLite file /") && sqlite.ends_with("/x.db"),
+            "{sqlite}"
+        );
+        assert_eq!(shown("sqlite:///var/lib/x.db"), "SQLite file /var/lib/x.db");
+    }
 
     #[test]
     fn url_parsing() {

@@ -14,7 +14,6 @@ use crate::db::users::User;
 pub enum Nav {
     None,
     Dashboard,
-    Settings,
     AccountSettings,
     AdminUsers,
     AdminLog,
@@ -73,7 +72,7 @@ impl Page {
     }
 
     pub fn in_settings(&self) -> bool {
-        matches!(self.nav, Nav::Settings | Nav::AccountSettings)
+        self.nav == Nav::AccountSettings
     }
 }
 
@@ -147,9 +146,10 @@ impl PreviousSignIn {
     }
 }
 
+/// "Page not found" inside the app's layout (signed-in visitors).
 #[derive(Template)]
-#[template(path = "settings.html")]
-pub struct SettingsPage {
+#[template(path = "not_found.html")]
+pub struct NotFoundPage {
     pub page: Page,
 }
 
@@ -268,6 +268,9 @@ pub struct MfaDisablePage {
     pub tab: Tab,
     /// The user has a key to confirm with.
     pub has_keys: bool,
+    /// The field is set up for a recovery code (letters): `?use=recovery-code`
+    /// without JavaScript, or after a recovery code was refused.
+    pub recovery: bool,
 }
 
 #[derive(Template)]

@@ -204,6 +204,8 @@ pub mod keys {
     /// The id of the sign-in before this session's (`0`: there was none),
     /// for "Previous sign-in".
     pub const PREVIOUS_SIGN_IN: &str = "previous_sign_in";
+    /// A new account's temporary password, sealed, until its one showing.
+    pub const CREATED_USER: &str = "created_user";
     /// Set by `SessionExt::rekey`, read and dropped by the store: never stored.
     pub const REKEY: &str = "_rekey";
 }

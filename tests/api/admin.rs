@@ -17,10 +17,17 @@ async fn admin_creates_a_user_who_must_choose_a_password() {
     assert_eq!(users.status, StatusCode::OK);
     assert!(root.get("/").await.body.contains("id=\"nav-admin-users\""));
 
-    let created = root.post("/admin/users", &[("username", "Bob")]).await;
+    // Post/Redirect/Get: the temporary password is on a GET page, once.
+    let posted = root.post("/admin/users", &[("username", "Bob")]).await;
+    assert!(posted.redirects_to("/admin/users/created"), "{}", posted.status);
+    let created = root.get("/admin/users/created").await;
     assert_eq!(created.status, StatusCode::OK);
     let temporary = created.text_of("temporary-password").expect("shown once");
     assert!(temporary.len() >= 20);
+    let again = root.get("/admin/users/created").await;
+    assert!(again.redirects_to("/admin/users"));
+    assert!(!again.body.contains(&temporary));
+    assert!(!root.get("/admin/users").await.body.contains(&temporary));
     let dup = root.post("/admin/users", &[("username", "bob")]).await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
 
@@ -149,6 +156,12 @@ async fn admin_rights_but_never_the_last_admin() {
     let root_id = app.user("root").await.id;
     let bob_id = app.create_user("bob", false).await;
 
+    // The last administrator is not offered "Remove admin" at all…
+    let users = root.get("/admin/users").await;
+    assert_eq!(users.body.matches("Remove admin").count(), 0);
+    assert_eq!(users.body.matches(">Make admin<").count(), 1, "bob can be made one");
+    assert!(users.body.contains("Only administrator"));
+    // …and a forged request is still refused.
     let p = root
         .post(&format!("/admin/users/{root_id}/admin"), &[("admin", "0")])
         .await;
@@ -167,6 +180,12 @@ async fn admin_rights_but_never_the_last_admin() {
     );
     assert!(app.user("bob").await.is_admin);
     assert!(app.events(bob_id).await.contains(&"admin_granted".to_string()));
+    let users = root.get("/admin/users").await;
+    assert_eq!(
+        users.body.matches(">Remove admin<").count(),
+        2,
+        "two admins: either may step down"
+    );
     // Now root may step down, and loses the admin pages at once.
     assert!(
         root.post(&format!("/admin/users/{root_id}/admin"), &[("admin", "0")])

@@ -100,7 +100,7 @@ fn bad_database_urls_are_refused_without_creating_files() {
         "sqlite://",
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .args(["--database-url", url, "user", "list"])
+            .args(["user", "list", "--database-url", url])
             .current_dir(dir.path())
             .output()
             .unwrap();
@@ -112,10 +112,10 @@ fn bad_database_urls_are_refused_without_creating_files() {
     // A well-formed URL of a server that is not there: a clear error, no file.
     let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args([
-            "--database-url",
-            "postgres://nobody@127.0.0.1:1/latchkey",
             "user",
             "list",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/latchkey",
         ])
         .current_dir(dir.path())
         .output()
@@ -192,4 +192,165 @@ async fn every_command_exits_cleanly_fifty_times() {
         w.join().expect("every run exits 0");
     }
     assert_eq!(app.count("users").await, 50);
+}
+
+fn help(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(args)
+        .arg("--help")
+        .env("DATABASE_URL", "sqlite://super-secret-name.db")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?} --help");
+    let text = stdout(&out);
+    assert!(!text.contains("super-secret-name"), "{text}");
+    text
+}
+
+/// Each command's help lists only the options it takes, and every argument
+/// has a description; `--database-url` names both backends.
+#[test]
+fn each_command_shows_only_what_it_uses() {
+    const SERVER_ONLY: [&str; 7] = [
+        "--bind",
+        "--public-url",
+        "--issuer",
+        "--trusted-proxies",
+        "--totp-skew",
+        "--metrics-bind",
+        "--smtp-url",
+    ];
+    let top = help(&[]);
+    assert!(top.contains("postgres://"), "--database-url names PostgreSQL: {top}");
+    for flag in SERVER_ONLY {
+        assert!(top.contains(flag), "latchkey --help: {flag}");
+    }
+    let serve = help(&["serve"]);
+    for flag in SERVER_ONLY
+        .iter()
+        .chain(&["--database-url", "--key-file", "--bcrypt-cost", "--mail-from"])
+    {
+        assert!(serve.contains(flag), "serve --help: {flag}");
+    }
+    // (command, what it takes, what it must not show)
+    let cases: [(&[&str], &[&str], &[&str]); 7] = [
+        (
+            &["user", "add"],
+            &[
+                "--database-url",
+                "--key-file",
+                "--bcrypt-cost",
+                "--admin",
+                "--email",
+                "<NAME>",
+            ],
+            &SERVER_ONLY,
+        ),
+        (&["user", "list"], &["--database-url", "--key-file"], &SERVER_ONLY),
+        (
+            &["user", "reset-mfa"],
+            &["--database-url", "--key-file", "<NAME>"],
+            &SERVER_ONLY,
+        ),
+        (
+            &["healthcheck"],
+            &["--bind"],
+            &["--database-url", "--public-url", "--bcrypt-cost", "--smtp-url"],
+        ),
+        (&["backup"], &["--database-url", "--key-file", "<PATH>"], &SERVER_ONLY),
+        (
+            &["key", "rotate"],
+            &["--database-url", "--key-file", "--step", "--all"],
+            &SERVER_ONLY,
+        ),
+        (
+            &["mail", "test"],
+            &["--smtp-url", "--mail-from", "--public-url", "--issuer", "<ADDRESS>"],
+            &["--bind", "--database-url", "--bcrypt-cost", "--totp-skew"],
+        ),
+    ];
+    for (command, takes, not) in cases {
+        let text = help(command);
+        for flag in takes {
+            assert!(text.contains(flag), "{command:?} --help shows {flag}:\n{text}");
+        }
+        for flag in not {
+            assert!(!text.contains(flag), "{command:?} --help does not show {flag}:\n{text}");
+        }
+        // Every positional argument and option has a description: clap
+        // prints an undescribed one as the bare name at the line's end.
+        // (In the long layout the description is on the next line.)
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for (i, line) in lines.iter().enumerate() {
+            let bare = (line.starts_with('<') && line.ends_with('>') && !line.contains(' '))
+                || (line.starts_with("--") && !line.contains("  "));
+            let next = lines.get(i + 1).copied().unwrap_or("");
+            let described_below = !next.is_empty() && !next.starts_with('-') && !next.starts_with('<');
+            assert!(
+                !bare || described_below,
+                "{command:?}: `{line}` has no description:\n{text}"
+            );
+        }
+    }
+    // A server option before a command is refused, not silently ignored.
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["--database-url", "sqlite://elsewhere.db", "user", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}
+
+/// Start-up says, one line each, which database (no password), which key
+/// file and whether it was created or loaded, and where it listens.
+#[tokio::test]
+async fn start_up_says_database_key_file_and_address() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let pg = testing_postgres().then(PgTestDatabase::create);
+    // A password in the URL (trust authentication ignores it) must not be logged.
+    let url = match &pg {
+        Some(db) => db.url.replacen("://postgres@", "://postgres:hunter2-secret@", 1),
+        None => format!("sqlite://{}", dir.path().join("data.db").display()),
+    };
+    let key = dir.path().join("server.key");
+    let start = || {
+        let mut server = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["--bind", "127.0.0.1:0", "--bcrypt-cost", "4"])
+            .env("DATABASE_URL", &url)
+            .env("LATCHKEY_KEY_FILE", &key)
+            .env("RUST_LOG", "info")
+            .current_dir(dir.path())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(server.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            let done = line.contains("Latchkey is listening on http://127.0.0.1:");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+        lines
+    };
+    let count = |lines: &[String], s: &str| lines.iter().filter(|l| l.contains(s)).count();
+    let first = start();
+    let log = first.join("\n");
+    assert!(!log.contains("hunter2"), "{log}");
+    let database = match &pg {
+        Some(db) => format!("Database: PostgreSQL {}", db.url),
+        None => format!("Database: SQLite file {}", dir.path().join("data.db").display()),
+    };
+    assert_eq!(count(&first, &database), 1, "{log}");
+    let created = format!("Server key: generated a new server key file at {}", key.display());
+    assert_eq!(count(&first, &created), 1, "{log}");
+    assert_eq!(count(&first, "Latchkey is listening on http://127.0.0.1:"), 1, "{log}");
+    let second = start();
+    let loaded = format!("Server key: loaded from {}", key.display());
+    assert_eq!(count(&second, &loaded), 1, "{}", second.join("\n"));
+    assert_eq!(count(&second, "generated"), 0);
 }

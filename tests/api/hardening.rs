@@ -210,7 +210,7 @@ async fn a_stale_regeneration_changes_nothing() {
     let generation = attr_after(&tab.body, "name=\"generation\" value=\"").unwrap();
     let first = e
         .client
-        .post("/settings/account/mfa/recovery-codes", &[("generation", &generation)])
+        .post_follow("/settings/account/mfa/recovery-codes", &[("generation", &generation)])
         .await;
     let codes = list_items(&first.body, "recovery-codes");
     assert_eq!(codes.len(), 10);

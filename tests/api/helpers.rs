@@ -354,6 +354,12 @@ pub struct TestClient {
     csrf: std::sync::Mutex<Option<String>>,
 }
 
+/// Every request on a connection of its own (`pool_max_idle_per_host(0)`):
+/// a kept-alive connection that the server closes after its idle timeout
+/// just as the next request goes out fails that request with no answer
+/// (hyper's `IncompleteMessage`), which browsers retry and a test must not
+/// mistake for the server's. Seen under load, where waits between requests
+/// on one connection grow past the timeout.
 impl TestClient {
     pub fn new(base: &str) -> Self {
         Self::with_jar(base, Arc::new(Jar::default()))
@@ -369,6 +375,7 @@ impl TestClient {
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
             .default_headers(headers)
             .build()
             .unwrap();
@@ -408,6 +415,7 @@ impl TestClient {
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap();
         Self {
@@ -423,6 +431,7 @@ impl TestClient {
         let http = reqwest::Client::builder()
             .cookie_provider(self.jar.clone())
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap();
         let csrf = std::sync::Mutex::new(self.csrf.lock().unwrap().clone());
@@ -468,6 +477,16 @@ impl TestClient {
         let mut all: Vec<(&str, &str)> = fields.to_vec();
         all.push(("csrf_token", &token));
         self.post_raw(path, &all).await
+    }
+
+    /// POST as a browser does: when the answer redirects (Post/Redirect/Get),
+    /// GET the page it names, and return that page.
+    pub async fn post_follow(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let p = self.post(path, fields).await;
+        match (&p.status, &p.location) {
+            (&StatusCode::SEE_OTHER, Some(to)) => self.get(to).await,
+            _ => p,
+        }
     }
 
     /// POST exactly these fields (no token added).
@@ -677,11 +696,13 @@ pub struct Enrolled {
 /// Walk MFA setup over HTTP as a person would: Enable → read the secret →
 /// confirm with oathtool's code → recovery codes → Copied.
 pub async fn enrol(app: &TestApp, client: TestClient) -> Enrolled {
-    let setup = client.post("/settings/account/mfa/enable", &[]).await;
+    let setup = client.post_follow("/settings/account/mfa/enable", &[]).await;
     assert_eq!(setup.status, StatusCode::OK, "setup page: {}", setup.body);
     let secret = setup.text_of("mfa-secret").expect("secret shown").replace(' ', "");
     let code = oathtool(&secret, app.clock.now());
-    let shown = client.post("/settings/account/mfa/confirm", &[("code", &code)]).await;
+    let shown = client
+        .post_follow("/settings/account/mfa/confirm", &[("code", &code)])
+        .await;
     assert_eq!(shown.status, StatusCode::OK, "confirm: {:?}", shown.flash());
     let codes = list_items(&shown.body, "recovery-codes");
     assert_eq!(codes.len(), 10);

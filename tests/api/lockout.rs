@@ -268,7 +268,7 @@ async fn enrolment_confirm_allows_five_wrong_codes_then_starts_over() {
     let app = TestApp::spawn().await;
     app.create_user("alice", false).await;
     let c = signed_in(&app, "alice").await;
-    let setup = c.post("/settings/account/mfa/enable", &[]).await;
+    let setup = c.post_follow("/settings/account/mfa/enable", &[]).await;
     let secret = setup.text_of("mfa-secret").unwrap().replace(' ', "");
     // Another session of alice (a stolen cookie) cannot confirm it.
     let other = signed_in(&app, "alice").await;

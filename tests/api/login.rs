@@ -11,17 +11,18 @@ async fn login_reaches_the_dashboard_and_settings_shell() {
     let dash = c.get("/").await;
     assert_eq!(dash.status, StatusCode::OK);
     assert!(dash.body.contains("Welcome, alice"));
+    // Settings has one section, My account settings: the link goes straight
+    // there, and the old address still leads to it.
     assert_eq!(
         attr_after(&dash.body, "id=\"nav-settings\" href=\"").as_deref(),
-        Some("/settings")
-    );
-
-    let settings = c.get("/settings").await;
-    assert_eq!(
-        attr_after(&settings.body, "id=\"nav-account-settings\" href=\"").as_deref(),
         Some("/settings/account")
     );
+    assert!(c.get("/settings").await.redirects_to("/settings/account"));
     let account = c.get("/settings/account").await;
+    assert_eq!(
+        attr_after(&account.body, "id=\"nav-account-settings\" href=\"").as_deref(),
+        Some("/settings/account")
+    );
     assert_eq!(account.status, StatusCode::OK);
     assert!(account.body.contains("Profile") && account.body.contains("Password"));
     assert_eq!(
@@ -176,4 +177,27 @@ async fn password_change_ends_other_sessions() {
         StatusCode::UNAUTHORIZED
     );
     assert!(app.client().login("alice", new).await.redirects_to("/"));
+}
+
+/// An unknown address: "Page not found" in the app's layout (with its
+/// navigation, without "Sign in") for a signed-in user; the public page
+/// with "Sign in" for anyone else.
+#[tokio::test]
+async fn not_found_keeps_the_layout_of_who_is_asking() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", false).await;
+    let c = signed_in(&app, "alice").await;
+    let p = c.get("/no/such/page").await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    assert!(p.body.contains("Page not found"));
+    assert!(p.body.contains("id=\"nav-settings\""), "the app's navigation");
+    assert!(p.body.contains("id=\"logout\""));
+    assert!(!p.body.contains("href=\"/login\""), "no Sign in for a signed-in user");
+    let post = c.post("/no/such/page", &[]).await;
+    assert_eq!(post.status, StatusCode::NOT_FOUND);
+
+    let anonymous = app.client().get("/no/such/page").await;
+    assert_eq!(anonymous.status, StatusCode::NOT_FOUND);
+    assert!(anonymous.body.contains("href=\"/login\""));
+    assert!(!anonymous.body.contains("id=\"nav-settings\""));
 }

@@ -22,7 +22,9 @@ async fn the_whole_journey() {
     // Settings → My account settings → Multi-factor authentication → Enable.
     let tab = c.get("/settings/account/mfa").await;
     assert_eq!(tab.text_of("mfa-status").as_deref(), Some("Disabled"));
-    let setup = c.post("/settings/account/mfa/enable", &[]).await;
+    let enable = c.post("/settings/account/mfa/enable", &[]).await;
+    assert!(enable.redirects_to("/settings/account/mfa/setup"), "{}", enable.status);
+    let setup = c.get("/settings/account/mfa/setup").await;
     assert_eq!(setup.status, StatusCode::OK);
 
     // The QR code, decoded by a real decoder, is exactly the otpauth URI, and
@@ -49,7 +51,13 @@ async fn the_whole_journey() {
 
     // Confirm with the current code → recovery codes, shown once.
     let code = oathtool(&secret, app.clock.now());
-    let shown = c.post("/settings/account/mfa/confirm", &[("code", &code)]).await;
+    let confirmed = c.post("/settings/account/mfa/confirm", &[("code", &code)]).await;
+    assert!(
+        confirmed.redirects_to("/settings/account/mfa/recovery-codes/new"),
+        "{}",
+        confirmed.status
+    );
+    let shown = c.get("/settings/account/mfa/recovery-codes/new").await;
     assert_eq!(shown.status, StatusCode::OK);
     let codes = list_items(&shown.body, "recovery-codes");
     assert_eq!(codes.len(), 10);
@@ -122,7 +130,7 @@ async fn a_wrong_confirm_code_keeps_the_pending_secret_and_2fa_off() {
     let app = TestApp::spawn().await;
     app.create_user("alice", false).await;
     let c = signed_in(&app, "alice").await;
-    let setup = c.post("/settings/account/mfa/enable", &[]).await;
+    let setup = c.post_follow("/settings/account/mfa/enable", &[]).await;
     let secret = setup.text_of("mfa-secret").unwrap();
     let wrong = wrong_code(&secret.replace(' ', ""), app.clock.now());
     let again = c.post("/settings/account/mfa/confirm", &[("code", &wrong)]).await;
@@ -143,13 +151,13 @@ async fn an_abandoned_enrolment_expires_and_enable_starts_afresh() {
     app.create_user("alice", false).await;
     let c = signed_in(&app, "alice").await;
     let first = c
-        .post("/settings/account/mfa/enable", &[])
+        .post_follow("/settings/account/mfa/enable", &[])
         .await
         .text_of("mfa-secret")
         .unwrap()
         .replace(' ', "");
     let second = c
-        .post("/settings/account/mfa/enable", &[])
+        .post_follow("/settings/account/mfa/enable", &[])
         .await
         .text_of("mfa-secret")
         .unwrap()
@@ -391,7 +399,7 @@ async fn regenerating_kills_the_old_set_and_needs_a_fresh_password() {
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let fresh = c
-        .post("/settings/account/mfa/recovery-codes", &[("password", PASSWORD)])
+        .post_follow("/settings/account/mfa/recovery-codes", &[("password", PASSWORD)])
         .await;
     assert_eq!(fresh.status, StatusCode::OK);
     let new_codes = list_items(&fresh.body, "recovery-codes");
@@ -419,7 +427,9 @@ async fn enabling_needs_a_fresh_password_and_continues_after_it() {
     let prompt = c.post("/settings/account/mfa/enable", &[]).await;
     assert!(prompt.body.contains("Confirm your password") && prompt.text_of("mfa-secret").is_none());
     assert_eq!(app.count("mfa_enrolments").await, 0);
-    let setup = c.post("/settings/account/mfa/enable", &[("password", PASSWORD)]).await;
+    let setup = c
+        .post_follow("/settings/account/mfa/enable", &[("password", PASSWORD)])
+        .await;
     assert!(setup.text_of("mfa-secret").is_some(), "the action continues");
 
     // Disable's confirmation page asks for the password first, too.
@@ -480,7 +490,7 @@ async fn disable_needs_a_code_and_then_removes_everything() {
     assert_eq!(e.client.get("/").await.status, StatusCode::OK, "this one goes on");
 
     // Enabling again gives a new secret.
-    let again = e.client.post("/settings/account/mfa/enable", &[]).await;
+    let again = e.client.post_follow("/settings/account/mfa/enable", &[]).await;
     assert_ne!(again.text_of("mfa-secret").unwrap().replace(' ', ""), e.secret);
 }
 
@@ -495,7 +505,7 @@ async fn csrf_guards_every_mfa_action() {
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     assert_eq!(app.count("mfa_enrolments").await, 0);
 
-    let setup = c.post("/settings/account/mfa/enable", &[]).await;
+    let setup = c.post_follow("/settings/account/mfa/enable", &[]).await;
     let secret = setup.text_of("mfa-secret").unwrap().replace(' ', "");
     let code = oathtool(&secret, app.clock.now());
     let p = c.post_raw("/settings/account/mfa/confirm", &[("code", &code)]).await;
@@ -559,4 +569,158 @@ fn base32_decode(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Post/Redirect/Get: Enable, Confirm and Regenerate answer 303 with a GET
+/// page; reloading the setup page starts nothing new, and the recovery codes
+/// are shown once, to the session that made them.
+#[tokio::test]
+async fn enable_confirm_and_regenerate_redirect_and_show_the_codes_once() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", false).await;
+    let c = signed_in(&app, "alice").await;
+    let other = signed_in(&app, "alice").await;
+    let uid = app.user("alice").await.id;
+
+    let enable = c.post("/settings/account/mfa/enable", &[]).await;
+    assert!(enable.redirects_to("/settings/account/mfa/setup"), "{}", enable.status);
+    let setup = c.get("/settings/account/mfa/setup").await;
+    assert_eq!(setup.status, StatusCode::OK);
+    let secret = setup.text_of("mfa-secret").unwrap();
+    // A reload shows the same pending secret and starts no new one.
+    let reload = c.get("/settings/account/mfa/setup").await;
+    assert_eq!(reload.text_of("mfa-secret"), Some(secret.clone()));
+    assert_eq!(app.credentials(uid).await.len(), 1, "one pending secret");
+    // It belongs to the session that asked for it.
+    let elsewhere = other.get("/settings/account/mfa/setup").await;
+    assert!(elsewhere.redirects_to("/settings/account/mfa"));
+
+    let code = oathtool(&secret.replace(' ', ""), app.clock.now());
+    let confirmed = c.post("/settings/account/mfa/confirm", &[("code", &code)]).await;
+    assert!(confirmed.redirects_to("/settings/account/mfa/recovery-codes/new"));
+    assert!(
+        !confirmed.body.contains("recovery-codes\""),
+        "no codes in the POST answer"
+    );
+    // A second click on Confirm is sent to the same one showing.
+    let twice = c.post("/settings/account/mfa/confirm", &[("code", &code)]).await;
+    assert!(twice.redirects_to("/settings/account/mfa/recovery-codes/new"));
+    // Another session of the same user does not get them.
+    let stolen = other.get("/settings/account/mfa/recovery-codes/new").await;
+    assert!(stolen.redirects_to("/settings/account/mfa"));
+    let resp = c
+        .http
+        .get(c.url("/settings/account/mfa/recovery-codes/new"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let shown = resp.text().await.unwrap();
+    let codes = list_items(&shown, "recovery-codes");
+    assert_eq!(codes.len(), 10);
+    assert!(
+        shown.contains("Copied — finish setup"),
+        "the continue button reads as the next step"
+    );
+    // A reload shows them no more and changes nothing.
+    let again = c.get("/settings/account/mfa/recovery-codes/new").await;
+    assert!(again.redirects_to("/settings/account/mfa"), "{}", again.status);
+    assert!(list_items(&again.body, "recovery-codes").is_empty());
+    let tab = c.get("/settings/account/mfa").await;
+    assert!(tab.flash().unwrap().contains("shown only once"), "{:?}", tab.flash());
+    assert_eq!(tab.text_of("recovery-codes-remaining").as_deref(), Some("10"));
+    for rc in &codes {
+        assert!(!tab.body.contains(rc.as_str()));
+    }
+    assert_eq!(app.count("recovery_codes").await, 10);
+
+    // Regenerate: a redirect too, and the new set is shown once.
+    let regen = c.post("/settings/account/mfa/recovery-codes", &[]).await;
+    assert!(regen.redirects_to("/settings/account/mfa/recovery-codes/new"));
+    let fresh = c.get("/settings/account/mfa/recovery-codes/new").await;
+    let new_codes = list_items(&fresh.body, "recovery-codes");
+    assert_eq!(new_codes.len(), 10);
+    assert!(new_codes.iter().all(|n| !codes.contains(n)));
+    assert!(fresh.body.contains("Copied — back to settings"));
+    let again = c.get("/settings/account/mfa/recovery-codes/new").await;
+    assert!(again.redirects_to("/settings/account/mfa"));
+    let regenerated = app
+        .events(uid)
+        .await
+        .iter()
+        .filter(|k| *k == "recovery_codes_regenerated")
+        .count();
+    assert_eq!(regenerated, 1, "a reload regenerates nothing");
+    let (_, p) = login_with_code(&app, "alice", &new_codes[0]).await;
+    assert!(p.redirects_to("/"), "the codes shown are the ones that work");
+}
+
+/// The setup page's Cancel drops the pending secret: its code no longer
+/// confirms, and 2FA stays off.
+#[tokio::test]
+async fn the_setup_page_can_be_cancelled() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", false).await;
+    let c = signed_in(&app, "alice").await;
+    let uid = app.user("alice").await.id;
+    let setup = c.post_follow("/settings/account/mfa/enable", &[]).await;
+    assert!(setup.body.contains("id=\"mfa-setup-cancel\""));
+    let secret = setup.text_of("mfa-secret").unwrap().replace(' ', "");
+    let cancel = c.post("/settings/account/mfa/setup/cancel", &[]).await;
+    assert!(cancel.redirects_to("/settings/account/mfa"));
+    let tab = c.get("/settings/account/mfa").await;
+    assert!(tab.flash().unwrap().contains("cancelled"), "{:?}", tab.flash());
+    assert_eq!(tab.text_of("mfa-status").as_deref(), Some("Disabled"));
+    assert!(app.credentials(uid).await.is_empty(), "the pending secret is gone");
+    assert!(
+        c.get("/settings/account/mfa/setup")
+            .await
+            .redirects_to("/settings/account/mfa")
+    );
+    let late = c
+        .post(
+            "/settings/account/mfa/confirm",
+            &[("code", &oathtool(&secret, app.clock.now()))],
+        )
+        .await;
+    assert!(late.redirects_to("/settings/account/mfa"));
+    assert!(!app.mfa_on("alice").await);
+    // Cancel without CSRF token is refused like every POST.
+    let p = c.post_raw("/settings/account/mfa/setup/cancel", &[]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+}
+
+/// The Disable page offers the sign-in prompt's recovery-code switch; without
+/// JavaScript a link sets the field up for letters.
+#[tokio::test]
+async fn the_disable_page_switches_the_field_to_recovery_codes() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", false).await;
+    let e = enrol(&app, signed_in(&app, "alice").await).await;
+    let c = &e.client;
+    let page = c.get("/settings/account/mfa/disable").await;
+    assert!(page.body.contains("id=\"use-recovery-code\""));
+    assert!(page.body.contains("inputmode=\"numeric\""));
+    assert!(
+        page.body
+            .contains("href=\"/settings/account/mfa/disable?use=recovery-code\"")
+    );
+    let recovery = c.get("/settings/account/mfa/disable?use=recovery-code").await;
+    assert_eq!(recovery.status, StatusCode::OK);
+    assert!(recovery.body.contains("inputmode=\"text\"") && !recovery.body.contains("inputmode=\"numeric\""));
+    assert!(recovery.text_of("code-hint").unwrap().contains("recovery codes"));
+    let bad = c.get("/settings/account/mfa/disable?use=carrier-pigeon").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("role=\"alert\""));
+    // A refused recovery code keeps the field set up for letters.
+    let wrong = c
+        .post("/settings/account/mfa/disable", &[("code", "AAAAA-BBBBB-CCCCC")])
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("inputmode=\"text\""));
+    assert!(app.mfa_on("alice").await);
+    let off = c.post("/settings/account/mfa/disable", &[("code", &e.codes[0])]).await;
+    assert!(off.redirects_to("/settings/account/mfa"));
+    assert!(!app.mfa_on("alice").await);
 }

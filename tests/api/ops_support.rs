@@ -182,11 +182,11 @@ pub async fn sign_in(base: &str, user: &str) -> TestClient {
 /// Turn 2FA on for a signed-in client as a person would, on the real
 /// clock: the secret and the recovery codes.
 pub async fn enrol_now(client: &TestClient) -> (String, Vec<String>) {
-    let setup = client.post("/settings/account/mfa/enable", &[]).await;
+    let setup = client.post_follow("/settings/account/mfa/enable", &[]).await;
     assert_eq!(setup.status, StatusCode::OK, "setup page: {}", setup.body);
     let secret = setup.text_of("mfa-secret").expect("secret shown").replace(' ', "");
     let shown = client
-        .post("/settings/account/mfa/confirm", &[("code", &oathtool(&secret, now()))])
+        .post_follow("/settings/account/mfa/confirm", &[("code", &oathtool(&secret, now()))])
         .await;
     assert_eq!(shown.status, StatusCode::OK, "confirm: {:?}", shown.flash());
     let codes = list_items(&shown.body, "recovery-codes");

@@ -232,12 +232,12 @@ pub async fn virtual_user_round(base: &str, tally: &Tally, acct: &mut Account, d
     match (acct.secret.is_some(), dice % 4) {
         (false, _) => {
             // Enrol.
-            let setup = checked(tally, c.post("/settings/account/mfa/enable", &[]).await).await;
+            let setup = checked(tally, c.post_follow("/settings/account/mfa/enable", &[]).await).await;
             let secret = setup.text_of("mfa-secret").expect("setup page").replace(' ', "");
             let now = latchkey::core::clock::system_now();
             let shown = checked(
                 tally,
-                c.post("/settings/account/mfa/confirm", &[("code", &totp(&secret, now))])
+                c.post_follow("/settings/account/mfa/confirm", &[("code", &totp(&secret, now))])
                     .await,
             )
             .await;
@@ -255,7 +255,7 @@ pub async fn virtual_user_round(base: &str, tally: &Tally, acct: &mut Account, d
         }
         (true, 0) => {
             // Regenerate.
-            let p = checked(tally, c.post("/settings/account/mfa/recovery-codes", &[]).await).await;
+            let p = checked(tally, c.post_follow("/settings/account/mfa/recovery-codes", &[]).await).await;
             let codes = list_items(&p.body, "recovery-codes");
             assert_eq!(codes.len(), 10, "{}: regenerate", acct.name);
             acct.codes = codes;

@@ -1,4 +1,5 @@
-//! The dashboard, the settings overview, and My account settings →
+//! The dashboard, `/settings` (which opens My account settings), and
+//! My account settings →
 //! Profile, Password, Sessions and Security log.
 
 use actix_web::http::StatusCode;
@@ -17,7 +18,7 @@ use crate::web::format::{describe_user_agent, format_time};
 use crate::web::forms::Posted;
 use crate::web::pages::{
     AccountLogPage, BrowserRow, DashboardPage, LogRow, Nav, Page, PasswordPage, PreviousSignIn, ProfilePage,
-    RememberedRow, SessionRow, SessionsPage, SettingsPage, Tab,
+    RememberedRow, SessionRow, SessionsPage, Tab,
 };
 use crate::web::responses::{ok, redirect, render};
 use crate::web::session::{Flash, SessionExt, SessionInfo, keys};
@@ -51,9 +52,10 @@ async fn previous_sign_in(state: &AppState, me: &SignedIn) -> Result<PreviousSig
     })
 }
 
-pub async fn settings(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, AppError> {
-    let page = Page::signed_in(&req, &me, Nav::Settings, "Settings");
-    ok(&SettingsPage { page })
+/// `GET /settings`: Settings has one section, so it opens it (the sidebar's
+/// Settings link goes there directly).
+pub async fn settings(_me: SignedIn) -> HttpResponse {
+    redirect("/settings/account")
 }
 
 pub async fn profile(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {

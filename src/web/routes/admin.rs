@@ -23,9 +23,10 @@ use crate::web::pages::{
     AdminResetPage, AdminUserCreatedPage, AdminUserRow, AdminUsersPage, LogRow, Nav, Page, SecurityLogPage,
 };
 use crate::web::responses::{ok, redirect, render};
-use crate::web::session::{Flash, SessionExt};
+use crate::web::session::{Flash, SessionExt, keys};
 
 const USERS: &str = "/admin/users";
+const CREATED: &str = "/admin/users/created";
 const PAGE_SIZE: i64 = 50;
 
 /// Administration changes accounts: like the user's own sensitive actions,
@@ -207,17 +208,48 @@ pub async fn create(
         state.auth.set_email_as_admin(user, e, actor(&me, &client)).await?;
     }
     match created {
-        Created::Done(user) => ok(&AdminUserCreatedPage {
-            page: Page::signed_in(&req, &me.0, Nav::AdminUsers, "User created"),
-            username: user.username,
-            is_admin: user.is_admin,
-            temporary_password: temporary,
-        }),
+        Created::Done(user) => {
+            // Post/Redirect/Get: the temporary password waits, sealed in
+            // this session's server-side state, for its one showing.
+            let text = serde_json::to_string(&(user.username, user.is_admin, temporary)).map_err(AppError::internal)?;
+            let sealed = state.keys.seal(text.as_bytes(), &created_context(&me));
+            me.0.session
+                .insert(keys::CREATED_USER, sealed)
+                .map_err(AppError::internal)?;
+            Ok(redirect(CREATED))
+        }
         Created::Exists => {
             let flash = Flash::error(format!("A user named “{name}” already exists."));
             users_page(&req, &me, &state, StatusCode::CONFLICT, Some(flash), name.as_str()).await
         }
     }
+}
+
+fn created_context(me: &Admin) -> String {
+    format!("created-user:{}", me.0.sid)
+}
+
+/// `GET /admin/users/created`: the new account's temporary password, once.
+pub async fn created(req: HttpRequest, me: Admin, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let Some(sealed) = me.0.session.text(keys::CREATED_USER) else {
+        me.0.session.set_flash(Flash::info(
+            "A temporary password is shown only once, right after the account is created.",
+        ));
+        return Ok(redirect(USERS));
+    };
+    me.0.session.remove(keys::CREATED_USER);
+    let text = state
+        .keys
+        .open(&sealed, &created_context(&me))
+        .map_err(AppError::internal)?;
+    let (username, is_admin, temporary_password): (String, bool, String) =
+        serde_json::from_slice(&text).map_err(AppError::internal)?;
+    ok(&AdminUserCreatedPage {
+        page: Page::signed_in(&req, &me.0, Nav::AdminUsers, "User created"),
+        username,
+        is_admin,
+        temporary_password,
+    })
 }
 
 async fn target(state: &AppState, id: i64) -> Result<User, AppError> {

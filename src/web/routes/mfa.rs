@@ -26,6 +26,8 @@ use crate::web::session::{Flash, SessionExt, keys};
 
 const TAB: &str = "/settings/account/mfa";
 const TITLE: &str = "Multi-factor authentication";
+const SETUP: &str = "/settings/account/mfa/setup";
+const FRESH: &str = "/settings/account/mfa/recovery-codes/new";
 
 fn page(req: &HttpRequest, me: &SignedIn) -> Page {
     Page::signed_in(req, me, Nav::AccountSettings, TITLE)
@@ -90,12 +92,44 @@ pub async fn enable(
     if let Some(prompt) = require(&req, &me, &state, form.password, prompt).await? {
         return Ok(prompt);
     }
-    let Some(setup) = state.auth.start_totp(&me.user, &me.sid).await? else {
+    if state.auth.start_totp(&me.user, &me.sid).await?.is_none() {
         me.session
             .set_flash(Flash::info("Two-factor authentication is already on."));
         return Ok(redirect(TAB));
+    }
+    // Post/Redirect/Get: a reload of the setup page shows the same secret
+    // and starts nothing new.
+    Ok(redirect(SETUP))
+}
+
+/// `GET …/setup`: the pending enrolment this session started (QR code,
+/// secret, code field), for as long as it is pending.
+pub async fn setup(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let Some(setup) = state.auth.pending_totp(&me.user, &me.sid).await? else {
+        me.session
+            .set_flash(Flash::info(if state.auth.has_totp(&me.user).await? {
+                "Your authenticator app is already set up."
+            } else {
+                "There is no setup in progress (it is valid for 10 minutes). Click Enable to start with a new QR code."
+            }));
+        return Ok(redirect(TAB));
     };
     setup_page(&req, &me, &state, &setup, StatusCode::OK, None)
+}
+
+/// `POST …/setup/cancel`: drop the pending secret; nothing else changes.
+pub async fn cancel_setup(
+    Posted { who: me, form: _ }: Posted<SignedIn, NoFields>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    if state.auth.cancel_totp(&me.user, &me.sid).await? {
+        me.session.set_flash(Flash::info(if me.mfa_on {
+            "Setup cancelled. No authenticator app was added."
+        } else {
+            "Setup cancelled. Two-factor authentication stays off."
+        }));
+    }
+    Ok(redirect(TAB))
 }
 
 fn setup_page(
@@ -153,7 +187,10 @@ pub async fn confirm(
         setup_page(&req, &me, &state, setup, status, Some(Flash::error(message)))
     };
     match outcome {
-        ConfirmOutcome::Confirmed { codes: Some(codes) } => codes_page(&req, &me, &codes, true),
+        ConfirmOutcome::Confirmed { codes: Some(codes) } => {
+            hold_codes(&me, &state, &codes, true)?;
+            Ok(redirect(FRESH))
+        }
         ConfirmOutcome::Confirmed { codes: None } => {
             me.session
                 .set_flash(Flash::success("Your authenticator app was added."));
@@ -188,6 +225,9 @@ pub async fn confirm(
             ));
             Ok(redirect(TAB))
         }
+        // A second click on Confirm: the first one's codes, if not yet
+        // shown, are still waiting for their one showing.
+        ConfirmOutcome::AlreadyOn if me.session.text(keys::FRESH_CODES).is_some() => Ok(redirect(FRESH)),
         ConfirmOutcome::AlreadyOn => {
             me.session
                 .set_flash(Flash::info("Two-factor authentication is already on."));
@@ -220,16 +260,6 @@ pub async fn fresh_codes(req: HttpRequest, me: SignedIn, state: web::Data<AppSta
         .map_err(AppError::internal)?;
     let (codes, first_time): (Vec<String>, bool) = serde_json::from_slice(&text).map_err(AppError::internal)?;
     shown_codes_page(&req, &me, codes, first_time)
-}
-
-fn codes_page(
-    req: &HttpRequest,
-    me: &SignedIn,
-    codes: &[RecoveryCode],
-    first_time: bool,
-) -> Result<HttpResponse, AppError> {
-    let shown: Vec<String> = codes.iter().map(RecoveryCode::display).collect();
-    shown_codes_page(req, me, shown, first_time)
 }
 
 fn shown_codes_page(
@@ -331,7 +361,8 @@ pub async fn regenerate_codes(
         ));
         return Ok(redirect(TAB));
     };
-    codes_page(&req, &me, &codes, false)
+    hold_codes(&me, &state, &codes, false)?;
+    Ok(redirect(FRESH))
 }
 
 fn disable_prompt() -> Prompt {
@@ -345,12 +376,36 @@ fn disable_prompt() -> Prompt {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisableQuery {
+    /// `recovery-code`: the field is set up for a recovery code (the
+    /// switch's link when JavaScript is off).
+    #[serde(rename = "use")]
+    with: Option<String>,
+}
+
+/// Whether a typed code looks like a recovery code rather than six digits.
+fn looks_like_recovery_code(code: &str) -> bool {
+    code.chars().any(|c| c.is_ascii_alphabetic())
+}
+
 /// `GET …/disable`: the confirmation page (after the password, if stale).
 pub async fn disable_form(
     req: HttpRequest,
     me: SignedIn,
     state: web::Data<AppState>,
+    query: web::Query<DisableQuery>,
 ) -> Result<HttpResponse, AppError> {
+    let recovery = match query.with.as_deref() {
+        None => false,
+        Some("recovery-code") => true,
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "The address asked for a kind of code this page does not know.".into(),
+            ));
+        }
+    };
     if !me.mfa_on {
         me.session
             .set_flash(Flash::info("Two-factor authentication is already off."));
@@ -363,6 +418,7 @@ pub async fn disable_form(
         page: page(&req, &me),
         tab: Tab::Mfa,
         has_keys: state.auth.keys_available() && state.auth.has_keys(me.user.id).await?,
+        recovery,
     })
 }
 
@@ -394,6 +450,8 @@ pub async fn disable(
         return Ok(redirect("/settings/account/mfa/disable"));
     }
     let has_keys = state.auth.keys_available() && state.auth.has_keys(me.user.id).await?;
+    let code = form.code.unwrap_or_default();
+    let recovery = looks_like_recovery_code(&code);
     let again = |status: StatusCode, message: &str| {
         render(
             status,
@@ -401,10 +459,10 @@ pub async fn disable(
                 page: page(&req, &me).with_flash(Flash::error(message)),
                 tab: Tab::Mfa,
                 has_keys,
+                recovery,
             },
         )
     };
-    let code = form.code.unwrap_or_default();
     if code.trim().is_empty() || code.len() > MAX_CODE_INPUT {
         return again(
             StatusCode::BAD_REQUEST,

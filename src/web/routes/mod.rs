@@ -4,6 +4,7 @@ mod account;
 mod admin;
 mod assets;
 mod email;
+mod fallback;
 mod health;
 mod login;
 mod mfa;
@@ -48,6 +49,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/settings/account/password", web::post().to(account::change_password))
         .route("/settings/account/mfa", web::get().to(mfa::tab))
         .route("/settings/account/mfa/enable", web::post().to(mfa::enable))
+        .route("/settings/account/mfa/setup", web::get().to(mfa::setup))
+        .route("/settings/account/mfa/setup/cancel", web::post().to(mfa::cancel_setup))
         .route("/settings/account/mfa/confirm", web::post().to(mfa::confirm))
         .route(
             "/settings/account/mfa/recovery-codes/copied",
@@ -121,6 +124,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/admin/users", web::get().to(admin::list))
         .route("/admin/users", web::post().to(admin::create))
+        .route("/admin/users/created", web::get().to(admin::created))
         .route("/admin/users/{id}/reset-mfa", web::get().to(admin::reset_form))
         .route("/admin/users/{id}/reset-mfa", web::post().to(admin::reset))
         .route("/admin/users/{id}/unlock", web::post().to(admin::unlock))
@@ -130,7 +134,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/admin/users/{id}/admin", web::post().to(admin::set_admin))
         .route("/admin/policy", web::post().to(admin::set_policy))
-        .route("/admin/security-log", web::get().to(admin::security_log));
+        .route("/admin/security-log", web::get().to(admin::security_log))
+        // Last: any other path is "Page not found", in the app's layout for
+        // a signed-in visitor (a path that exists answers a wrong method
+        // with 405 before it gets here).
+        .route("/{rest:.*}", web::route().to(fallback::not_found));
 }
 
 pub use setup::token_hash as setup_token_hash;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use thirtyfour::prelude::*;
 
 use super::{Mode, with_browser};
-use crate::helpers::{PASSWORD, TestApp, enrol, signed_in, wrong_code};
+use crate::helpers::{PASSWORD, TestApp, enrol, oathtool, signed_in, wrong_code};
 
 #[tokio::test]
 async fn browser_recovery_code_switch_clears_the_code_error() {
@@ -49,6 +49,27 @@ async fn browser_recovery_code_switch_clears_the_code_error() {
         let message = ui.el("flash").await?.text().await?;
         assert!(message.starts_with("That recovery code was not accepted."), "{message}");
         assert!(!message.contains("30 seconds"), "{message}");
+
+        // Signed in, the Disable page: a refused recovery code comes back
+        // with the field still switched to recovery codes, and its error
+        // stays; switching back to the app's code clears it.
+        ui.type_into("code", &oathtool(&enrolled.secret, app.clock.now()))
+            .await?;
+        ui.click("two-factor-submit").await?;
+        ui.el("nav-settings").await?;
+        ui.goto("/settings/account/mfa/disable").await?;
+        ui.type_into("code", "ABCDE-FGHJK-LMNPQ").await?;
+        ui.click("mfa-disable-confirm").await?;
+        let message = ui.el("flash").await?.text().await?;
+        assert!(message.starts_with("That recovery code was not accepted."), "{message}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(ui.exists("flash").await?, "the error survives the page's own switch");
+        ui.driver
+            .find(By::Css("#use-recovery-code summary"))
+            .await?
+            .click()
+            .await?;
+        ui.driver.query(By::Id("flash")).wait_until_gone().await?;
         Ok(())
     })
     .await;

@@ -14,6 +14,7 @@ mod email;
 mod journey;
 mod keyboard;
 mod messages;
+mod polish;
 mod webauthn;
 
 use std::future::Future;
@@ -42,6 +43,18 @@ const DOC_SHOTS: &[(&str, &str)] = &[
     ("mfa-enabled", "mfa-enabled"),
     ("webauthn-keys", "security-keys"),
     ("login-with-passkey", "login-passkey"),
+    ("admin-users", "admin-users"),
+    ("phone-mfa-setup", "phone-mfa-setup"),
+    ("phone-recovery-codes", "phone-recovery-codes"),
+    ("phone-mfa-enabled", "phone-mfa-enabled"),
+    ("phone-mfa-disable", "phone-mfa-disable"),
+    ("phone-dashboard", "phone-dashboard"),
+    ("phone-profile", "phone-profile"),
+    ("phone-sessions", "phone-sessions"),
+    ("phone-security-log", "phone-security-log"),
+    ("phone-admin-users", "phone-admin-users"),
+    ("phone-admin-security-log", "phone-admin-security-log"),
+    ("phone-not-found", "phone-not-found"),
 ];
 
 fn manifest_dir() -> PathBuf {
@@ -304,9 +317,11 @@ where
     let shots = manifest_dir().join(format!("target/screenshots/{test}{suffix}"));
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    // The README's pictures come from the journey in the default look.
+    // The README's pictures come from these tests in the default look.
     let docs = match mode {
-        Mode::Default if test == "journey" => std::env::var_os("LATCHKEY_DOCS_SCREENSHOTS").map(PathBuf::from),
+        Mode::Default if matches!(test, "journey" | "webauthn" | "polish") => {
+            std::env::var_os("LATCHKEY_DOCS_SCREENSHOTS").map(PathBuf::from)
+        }
         _ => None,
     };
     let shots_dir = shots.clone();

@@ -35,7 +35,7 @@ impl ExtensionCommand for Raw {
     }
 }
 
-async fn raw(
+pub(super) async fn raw(
     driver: &WebDriver,
     method: http::Method,
     endpoint: String,

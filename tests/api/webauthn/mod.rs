@@ -314,7 +314,7 @@ async fn a_passkey_alone_signs_in_with_user_verification_and_opens_sudo() {
     );
     assert_eq!(c.get("/").await.status, StatusCode::OK, "signed in fully");
     // The sudo window is open, as after a password.
-    let p = c.post("/settings/account/mfa/recovery-codes", &[]).await;
+    let p = c.post_follow("/settings/account/mfa/recovery-codes", &[]).await;
     assert_eq!(p.status, StatusCode::OK, "no password prompt");
     assert_eq!(list_items(&p.body, "recovery-codes").len(), 10);
     // A key without user verification (no PIN) cannot sign in alone…
@@ -361,7 +361,7 @@ async fn sudo_and_disable_with_a_key() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let codes = c.post("/settings/account/mfa/recovery-codes", &[]).await;
+    let codes = c.post_follow("/settings/account/mfa/recovery-codes", &[]).await;
     assert_eq!(list_items(&codes.body, "recovery-codes").len(), 10, "no prompt now");
     // Disable MFA, confirmed with the key: every factor goes.
     let page = c.get("/settings/account/mfa/disable").await;
