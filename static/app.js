@@ -28,9 +28,14 @@ document.addEventListener("DOMContentLoaded", function () {
   var field = document.getElementById("code");
   var hint = document.getElementById("code-hint");
   if (toggle && field && hint) {
+    // A page may arrive switched (a refused recovery code): its error stays.
+    var openedAs = toggle.open;
     toggle.addEventListener("toggle", function () {
       field.setAttribute("inputmode", toggle.open ? "text" : "numeric");
       hint.textContent = hint.getAttribute(toggle.open ? "data-recovery-hint" : "data-totp-hint");
+      // Switched by the person: an error about the other kind of code no longer applies.
+      var error = document.querySelector("#flash.flash-error");
+      if (error && toggle.open !== openedAs) { error.remove(); }
       field.focus();
     });
   }

@@ -77,7 +77,7 @@ pub(crate) fn turn_off(
     credentials::remove_all(c, user)?;
     recovery::delete_all(c, user)?;
     let n = browsers::forget_all_remembered(c, user)?;
-    log_forgotten(c, why, n, "2FA turned off", now)?;
+    log_forgotten(c, why, n, "two-factor authentication turned off", now)?;
     users::bump_mfa_epoch(c, user)
 }
 
@@ -163,6 +163,12 @@ impl Auth {
                 })
             })
             .await?)
+    }
+
+    /// One earlier sign-in of `user` from the security log (by the id a
+    /// sign-in noted).
+    pub async fn sign_in_event(&self, user: UserId, id: i64) -> AuthResult<Option<events::SignInFacts>> {
+        Ok(self.db.read(move |c| events::sign_in_by_id(c, user, id)).await?)
     }
 
     pub async fn recovery_codes_left(&self, user: UserId) -> AuthResult<i64> {

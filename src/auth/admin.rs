@@ -11,6 +11,7 @@ use crate::core::policy::MfaPolicy;
 use crate::core::types::{Password, UnixTime, UserId};
 use crate::db::credentials;
 use crate::db::events::{self, Kind};
+use crate::db::sessions::Ended;
 use crate::db::setup::{self, SetupError};
 use crate::db::users::{self, AdminChange, CreateError, NewAccount, User};
 use crate::db::{Conn, DbError, browsers, pending, recovery, sessions, settings, throttles};
@@ -94,7 +95,10 @@ impl Auth {
         let (on_event, off_event) = match self.find_user(target).await? {
             Some(u) => (actor.event(Kind::MfaResetByAdmin, &u), {
                 let mut e = actor.event(Kind::SessionsRevoked, &u);
-                e.detail = Some(format!("{} (2FA was already off)", e.detail.unwrap_or_default()));
+                e.detail = Some(format!(
+                    "{} (two-factor authentication was already off)",
+                    e.detail.unwrap_or_default()
+                ));
                 e
             }),
             None => return Ok(None),
@@ -111,7 +115,12 @@ impl Auth {
                     super::account::turn_off(c, target, why, now)?;
                     browsers::forget_all(c, target)?;
                     pending::delete_for_user(c, target)?;
-                    let ended = sessions::revoke_all(c, target, None)?.map_or(0, |r| r.ended);
+                    let reason = if was_on {
+                        Ended::MfaReset
+                    } else {
+                        Ended::ByAdministrator
+                    };
+                    let ended = sessions::end_all(c, target, reason, now)?.map_or(0, |r| r.ended);
                     events::record(c, if was_on { &on_event } else { &off_event }, now)?;
                     Ok(Some(if was_on {
                         Reset::Done { sessions_ended: ended }
@@ -240,9 +249,9 @@ impl Auth {
         let mut event = client.event(Kind::PolicyChanged, Some(admin));
         event.detail = Some(
             match (required, keys_only) {
-                (true, false) => format!("2FA required, {grace_days} days' grace"),
-                (true, true) => format!("security keys or passkeys required, {grace_days} days' grace"),
-                (false, _) => "2FA optional".into(),
+                (true, false) => format!("two-factor authentication required, {grace_days} days’ grace"),
+                (true, true) => format!("security keys or passkeys required, {grace_days} days’ grace"),
+                (false, _) => "two-factor authentication optional".into(),
             } + &format!("; browsers remembered for {remember_days} days"),
         );
         let now = self.now();

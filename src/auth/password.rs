@@ -398,7 +398,7 @@ fn settle(c: &mut Conn, r: &Reserved, s: Settle<'_>) -> Result<(), DbError> {
         })?;
     }
     if r.took_budget && r.budget_left == Some(0) {
-        locked("daily limit reached: new browsers now need the second factor too".into())?;
+        locked("daily limit reached: new browsers now need the second step too".into())?;
     }
     if r.spray_started {
         let mut e = s.client.event(Kind::PasswordLocked, None);

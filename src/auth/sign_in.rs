@@ -37,6 +37,9 @@ pub struct SignedIn {
     pub recovery_codes_left: Option<i64>,
     /// "Remember this browser": the token for its cookie, and its Max-Age.
     pub remember: Option<(String, i64)>,
+    /// The security-log id of the sign-in before this one (`None`: this
+    /// is the account's first).
+    pub previous_sign_in: Option<i64>,
 }
 
 /// What follows the password step.
@@ -455,6 +458,7 @@ pub(crate) fn complete(c: &mut Conn, done: Completion<'_>, now: UnixTime) -> Res
         remembered,
     } = done;
     users::record_login(c, user.id, now)?;
+    let previous_sign_in = events::last_sign_in(c, user.id)?;
     let mut event = client.event(Kind::LoginSucceeded, Some(&user));
     event.detail = match factor {
         Some(FactorUsed::RecoveryCode) => Some("with a recovery code".into()),
@@ -491,6 +495,7 @@ pub(crate) fn complete(c: &mut Conn, done: Completion<'_>, now: UnixTime) -> Res
         factor,
         recovery_codes_left,
         remember,
+        previous_sign_in,
     })
 }
 

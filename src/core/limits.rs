@@ -11,6 +11,11 @@ use super::throttle::{Bucket, Rule};
 pub const SESSION_IDLE_SECONDS: i64 = 30 * 60;
 /// A signed-in session ends this long after sign-in, used or not (SPEC §4: 12 h).
 pub const SESSION_ABSOLUTE_SECONDS: i64 = 12 * 60 * 60;
+/// A session ended by an administrator's reset keeps a row with no user and
+/// no rights for this long, so its browser is told why on its next request
+/// (the session could have lasted this long; the cookie lives until the
+/// browser closes).
+pub const ENDED_SESSION_NOTICE_SECONDS: i64 = SESSION_ABSOLUTE_SECONDS;
 /// "Sudo mode": a password (or key) entered this recently allows sensitive
 /// actions without asking again (SPEC §1.4: 10 minutes).
 pub const SUDO_SECONDS: i64 = 10 * 60;

@@ -41,15 +41,15 @@ kinds! {
     LoginFailed = "login_failed", "Sign-in failed (wrong password)";
     LoginThrottled = "login_throttled", "Sign-in refused (too many attempts)";
     PasswordLocked = "password_locked", "Password attempts locked";
-    SecondFactorFailed = "second_factor_failed", "Wrong two-factor code";
-    SecondFactorLocked = "second_factor_locked", "Two-factor codes locked (too many wrong codes)";
+    SecondFactorFailed = "second_factor_failed", "Wrong code at the second step";
+    SecondFactorLocked = "second_factor_locked", "Codes at the second step locked (too many wrong codes)";
     SignInAbandoned = "sign_in_abandoned", "Sign-in ended after too many wrong codes";
     SignInUnfinished = "sign_in_unfinished", "Password right, second step not completed in time";
     RecoveryCodeUsed = "recovery_code_used", "Recovery code used";
     MfaEnabled = "mfa_enabled", "Two-factor authentication turned on";
     MfaDisabled = "mfa_disabled", "Two-factor authentication turned off";
     MfaResetByAdmin = "mfa_reset", "Two-factor authentication reset by an administrator";
-    EnrolmentAbandoned = "enrolment_abandoned", "Two-factor setup ended after too many wrong codes";
+    EnrolmentAbandoned = "enrolment_abandoned", "Two-factor authentication setup ended after too many wrong codes";
     FactorAdded = "factor_added", "Sign-in method added";
     FactorRemoved = "factor_removed", "Sign-in method removed";
     KeyRenamed = "key_renamed", "Security key renamed";
@@ -66,7 +66,7 @@ kinds! {
     AdminUnlocked = "admin_unlocked_account", "Account unlocked by an administrator";
     AdminGranted = "admin_granted", "Administrator rights granted";
     AdminRevoked = "admin_revoked", "Administrator rights removed";
-    PolicyChanged = "policy_changed", "Two-factor policy changed";
+    PolicyChanged = "policy_changed", "Two-factor authentication policy changed";
     EmailChanged = "email_changed", "Email address changed";
     EmailVerified = "email_verified", "Email address verified";
     NotificationsChanged = "notifications_changed", "Email notification settings changed";
@@ -198,4 +198,39 @@ pub fn signed_in_since_from(
     };
     let n: i64 = q.count().get_result(c)?;
     Ok(n > 0)
+}
+
+/// The id of `user`'s newest successful sign-in, if any (read before a
+/// sign-in is logged: the one before it).
+pub fn last_sign_in(c: &mut Conn, user: UserId) -> Result<Option<i64>, DbError> {
+    Ok(security_events::table
+        .filter(security_events::user_id.eq(user.0))
+        .filter(security_events::kind.eq(Kind::LoginSucceeded.as_str()))
+        .order(security_events::id.desc())
+        .select(security_events::id)
+        .first(c)
+        .optional()?)
+}
+
+/// One successful sign-in, as "Previous sign-in" shows it.
+#[derive(Clone, Debug, Queryable)]
+pub struct SignInFacts {
+    pub at: i64,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// One successful sign-in of `user`, by its id.
+pub fn sign_in_by_id(c: &mut Conn, user: UserId, id: i64) -> Result<Option<SignInFacts>, DbError> {
+    Ok(security_events::table
+        .find(id)
+        .filter(security_events::user_id.eq(user.0))
+        .filter(security_events::kind.eq(Kind::LoginSucceeded.as_str()))
+        .select((
+            security_events::created_at,
+            security_events::client_address,
+            security_events::user_agent,
+        ))
+        .first(c)
+        .optional()?)
 }

@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 
 use super::{Conn, DbError};
+use crate::core::limits::ENDED_SESSION_NOTICE_SECONDS;
 use crate::core::types::{SessionEpoch, UnixTime, UserId};
 use crate::schema::{sessions, users};
 
@@ -57,15 +58,23 @@ pub fn rekey(c: &mut Conn, old_id_hash: &str, row: &SessionRow<'_>, now: UnixTim
 }
 
 /// Update a live session. A row that is gone (revoked, expired) stays gone:
-/// this never resurrects it.
+/// this never resurrects it. Nor does it sign an ended session (see
+/// `end_all`: its row has no user) back in: a signed-in state is written
+/// only over a row of the same user. (Signing in moves to a new key with
+/// `rekey`.)
 pub fn update(c: &mut Conn, row: &SessionRow<'_>, now: UnixTime) -> Result<(), DbError> {
-    diesel::update(sessions::table.find(row.id_hash).filter(sessions::expires_at.gt(now.0)))
-        .set((
-            sessions::user_id.eq(row.user.map(|u| u.0)),
-            sessions::state.eq(row.state),
-            sessions::expires_at.eq(row.expires_at.0),
-        ))
-        .execute(c)?;
+    let live = sessions::table.find(row.id_hash).filter(sessions::expires_at.gt(now.0));
+    let values = (
+        sessions::user_id.eq(row.user.map(|u| u.0)),
+        sessions::state.eq(row.state),
+        sessions::expires_at.eq(row.expires_at.0),
+    );
+    match row.user {
+        Some(u) => diesel::update(live.filter(sessions::user_id.eq(u.0)))
+            .set(values)
+            .execute(c)?,
+        None => diesel::update(live).set(values).execute(c)?,
+    };
     Ok(())
 }
 
@@ -103,6 +112,76 @@ pub fn revoke_all(c: &mut Conn, user: UserId, only_if_epoch: Option<SessionEpoch
         let epoch: i64 = users::table.find(user.0).select(users::session_epoch).get_result(c)?;
         Ok(Some(Revoked {
             ended,
+            epoch: SessionEpoch(epoch),
+        }))
+    })
+}
+
+/// Why an administrator ended every session of a user: the browsers of
+/// those sessions are told on their next request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The user's two-factor authentication was reset (it was on).
+    MfaReset,
+    /// The reset found two-factor authentication already off: only the
+    /// sessions ended.
+    ByAdministrator,
+}
+
+impl Ended {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MfaReset => "mfa_reset",
+            Self::ByAdministrator => "administrator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::MfaReset, Self::ByAdministrator]
+            .into_iter()
+            .find(|e| e.as_str() == s)
+    }
+}
+
+/// The key of an ended session's state that says why (see `end_all`).
+pub const ENDED_KEY: &str = "ended";
+
+/// The state of an ended session: nobody signed in, only the reason, in
+/// the session store's format (each value JSON-encoded).
+fn ended_state(why: Ended) -> String {
+    let mut state = std::collections::HashMap::new();
+    state.insert(ENDED_KEY, serde_json::Value::String(why.as_str().into()).to_string());
+    serde_json::to_string(&state).unwrap_or_default()
+}
+
+/// `revoke_all` for an administrator's reset: every session of the user
+/// ends as surely (the epoch moves on; no row keeps the user), but each
+/// live row stays for a while with no user and only the reason, so the
+/// browser that holds its key — and nobody else — learns why it was signed
+/// out. Only that key finds the row; a fresh browser sees nothing.
+pub fn end_all(c: &mut Conn, user: UserId, why: Ended, now: UnixTime) -> Result<Option<Revoked>, DbError> {
+    c.transaction(|c| {
+        let n = diesel::update(users::table.find(user.0))
+            .set(users::session_epoch.eq(users::session_epoch + 1))
+            .execute(c)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let told = diesel::update(
+            sessions::table
+                .filter(sessions::user_id.eq(user.0))
+                .filter(sessions::expires_at.gt(now.0)),
+        )
+        .set((
+            sessions::user_id.eq(None::<i64>),
+            sessions::state.eq(ended_state(why)),
+            sessions::expires_at.eq(now.plus(ENDED_SESSION_NOTICE_SECONDS).0),
+        ))
+        .execute(c)?;
+        let expired = diesel::delete(sessions::table.filter(sessions::user_id.eq(user.0))).execute(c)?;
+        let epoch: i64 = users::table.find(user.0).select(users::session_epoch).get_result(c)?;
+        Ok(Some(Revoked {
+            ended: told + expired,
             epoch: SessionEpoch(epoch),
         }))
     })

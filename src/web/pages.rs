@@ -115,7 +115,35 @@ pub struct DashboardPage {
     pub page: Page,
     pub mfa_enabled: bool,
     pub recovery_codes_left: i64,
-    pub last_login: Option<String>,
+    pub previous: PreviousSignIn,
+}
+
+/// The account's sign-in before this session's, as the dashboard and the
+/// Profile tab show it: the one that would reveal someone else.
+pub enum PreviousSignIn {
+    /// This session's sign-in was the account's first.
+    None,
+    Known {
+        time: String,
+        browser: String,
+        address: String,
+    },
+    /// A session from before sign-ins noted it, or a pruned log.
+    Unknown,
+}
+
+impl PreviousSignIn {
+    pub fn is_first(&self) -> bool {
+        matches!(self, Self::None)
+    }
+
+    /// "2026-12-03 13:25 UTC · Firefox on Linux · 203.0.113.5".
+    pub fn summary(&self) -> Option<String> {
+        match self {
+            Self::Known { time, browser, address } => Some(format!("{time} · {browser} · {address}")),
+            _ => None,
+        }
+    }
 }
 
 /// "Page not found" inside the app's layout (signed-in visitors).
@@ -143,7 +171,7 @@ pub struct ProfilePage {
     pub username: String,
     pub role: &'static str,
     pub created: String,
-    pub last_login: Option<String>,
+    pub previous: PreviousSignIn,
     /// Email notifications are on (`--smtp-url`): offer an address.
     pub mail_enabled: bool,
     pub email: String,

@@ -3,7 +3,9 @@
 //! actix-session handles the cookie (encrypted, HttpOnly, SameSite=Lax) and
 //! key renewal; `DbSessionStore` keeps the state in the `sessions` table, so
 //! a session ends for real when its row is deleted — on logout, 2FA disable,
-//! password change or an administrator's reset — on every instance at once.
+//! password change — or, on an administrator's reset, emptied of its user
+//! and left with only the reason (told once to that browser), on every
+//! instance at once.
 //! The table is keyed by SHA-256 of the session key: reading the database
 //! gives nobody a usable cookie.
 
@@ -60,7 +62,7 @@ impl SessionStore for DbSessionStore {
         match raw {
             None => Ok(None),
             Some(s) => serde_json::from_str(&s)
-                .map(Some)
+                .map(|state| Some(tell_why_ended(state)))
                 .map_err(|e| LoadError::Deserialization(e.into())),
         }
     }
@@ -146,6 +148,33 @@ impl SessionStore for DbSessionStore {
     }
 }
 
+/// A session an administrator ended (`sessions::end_all`) comes back as an
+/// anonymous one whose message says why: the login page shows it, and
+/// taking it writes the row over. Only the browser holding this session's
+/// key gets here.
+fn tell_why_ended(mut state: State) -> State {
+    let Some(why) = state.remove(sessions::ENDED_KEY) else {
+        return state;
+    };
+    let text = match serde_json::from_str::<String>(&why)
+        .ok()
+        .and_then(|w| sessions::Ended::parse(&w))
+    {
+        Some(sessions::Ended::MfaReset) => ENDED_BY_MFA_RESET,
+        _ => ENDED_BY_ADMINISTRATOR,
+    };
+    if let Ok(flash) = serde_json::to_string(&Flash::info(text)) {
+        state.insert(keys::FLASH.to_string(), flash);
+    }
+    state
+}
+
+/// What the sign-in page tells the browser of a session ended by an
+/// administrator's reset (`sessions::Ended`).
+pub const ENDED_BY_MFA_RESET: &str =
+    "Your session was ended because an administrator reset your two-factor authentication. Sign in again.";
+pub const ENDED_BY_ADMINISTRATOR: &str = "Your session was ended by an administrator. Sign in again.";
+
 /// Names of the values kept in a session.
 pub mod keys {
     pub const USER: &str = "uid";
@@ -169,6 +198,12 @@ pub mod keys {
     pub const PASSKEY_NONCE: &str = "passkey_nonce";
     /// New recovery codes, sealed, until their one showing.
     pub const FRESH_CODES: &str = "fresh_codes";
+    /// Recovery codes were shown: `true` for the first set (2FA just
+    /// turned on), `false` for a new set. Read and dropped by Copied.
+    pub const CODES_SHOWN: &str = "codes_shown";
+    /// The id of the sign-in before this session's (`0`: there was none),
+    /// for "Previous sign-in".
+    pub const PREVIOUS_SIGN_IN: &str = "previous_sign_in";
     /// A new account's temporary password, sealed, until its one showing.
     pub const CREATED_USER: &str = "created_user";
     /// Set by `SessionExt::rekey`, read and dropped by the store: never stored.
@@ -238,6 +273,8 @@ pub struct SignInAs<'a> {
     pub password_at: UnixTime,
     pub address: &'a str,
     pub user_agent: Option<&'a str>,
+    /// The security-log id of the account's sign-in before this one.
+    pub previous_sign_in: Option<i64>,
 }
 
 /// Typed access to the session's values.
@@ -308,6 +345,7 @@ impl SessionExt for Session {
         if let Some(ua) = who.user_agent {
             let _ = self.insert(keys::USER_AGENT, ua.chars().take(256).collect::<String>());
         }
+        let _ = self.insert(keys::PREVIOUS_SIGN_IN, who.previous_sign_in.unwrap_or(0));
         if let Some(f) = flash {
             self.set_flash(f);
         }

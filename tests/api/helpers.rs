@@ -387,6 +387,29 @@ impl TestClient {
         }
     }
 
+    /// A fresh browser that sends these headers on every request (say, a
+    /// `User-Agent`, and `X-Forwarded-For` for a server that trusts
+    /// 127.0.0.1 as its proxy).
+    pub fn with_headers(base: &str, headers: &[(&'static str, &str)]) -> Self {
+        let jar = Arc::new(Jar::default());
+        let mut map = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, value.parse().unwrap());
+        }
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(map)
+            .build()
+            .unwrap();
+        Self {
+            http,
+            jar,
+            base: base.to_string(),
+            csrf: Default::default(),
+        }
+    }
+
     /// A client with these cookies (a browser that comes back).
     pub fn with_jar(base: &str, jar: Arc<Jar>) -> Self {
         let http = reqwest::Client::builder()

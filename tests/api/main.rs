@@ -24,6 +24,7 @@ mod mfa;
 mod mfa_races;
 mod multi_instance;
 mod observability;
+mod polish;
 mod remember;
 mod rotation;
 mod security;

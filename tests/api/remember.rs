@@ -285,9 +285,9 @@ async fn every_revocation_makes_the_browser_ask_again() {
     // Each is in the user's log, naming who acted.
     for (user, reason) in [
         ("alice", "password changed"),
-        ("bob", "2FA turned off"),
-        ("carol", "2FA turned off"),
-        ("dave", "2FA turned off, by root"),
+        ("bob", "two-factor authentication turned off"),
+        ("carol", "two-factor authentication turned off"),
+        ("dave", "two-factor authentication turned off, by root"),
         ("erin", "by root"),
     ] {
         let id = app.user(user).await.id;

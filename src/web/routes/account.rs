@@ -17,8 +17,8 @@ use crate::web::extract::{SignedIn, client};
 use crate::web::format::{describe_user_agent, format_time};
 use crate::web::forms::Posted;
 use crate::web::pages::{
-    AccountLogPage, BrowserRow, DashboardPage, LogRow, Nav, Page, PasswordPage, ProfilePage, RememberedRow, SessionRow,
-    SessionsPage, Tab,
+    AccountLogPage, BrowserRow, DashboardPage, LogRow, Nav, Page, PasswordPage, PreviousSignIn, ProfilePage,
+    RememberedRow, SessionRow, SessionsPage, Tab,
 };
 use crate::web::responses::{ok, redirect, render};
 use crate::web::session::{Flash, SessionExt, SessionInfo, keys};
@@ -30,7 +30,25 @@ pub async fn dashboard(req: HttpRequest, me: SignedIn, state: web::Data<AppState
         page,
         mfa_enabled: me.mfa_on,
         recovery_codes_left: left,
-        last_login: me.user.last_login_at.map(format_time),
+        previous: previous_sign_in(&state, &me).await?,
+    })
+}
+
+/// The sign-in before this session's (noted in the session at sign-in).
+async fn previous_sign_in(state: &AppState, me: &SignedIn) -> Result<PreviousSignIn, AppError> {
+    let Some(id) = me.session.get::<i64>(keys::PREVIOUS_SIGN_IN).ok().flatten() else {
+        return Ok(PreviousSignIn::Unknown);
+    };
+    if id == 0 {
+        return Ok(PreviousSignIn::None);
+    }
+    Ok(match state.auth.sign_in_event(me.user.id, id).await? {
+        Some(s) => PreviousSignIn::Known {
+            time: format_time(s.at),
+            browser: describe_user_agent(s.user_agent.as_deref().unwrap_or_default()),
+            address: s.address.unwrap_or_else(|| "unknown address".into()),
+        },
+        None => PreviousSignIn::Unknown,
     })
 }
 
@@ -48,7 +66,7 @@ pub async fn profile(req: HttpRequest, me: SignedIn, state: web::Data<AppState>)
         username: me.user.username.clone(),
         role: if me.user.is_admin { "Administrator" } else { "Member" },
         created: format_time(me.user.created_at.0),
-        last_login: me.user.last_login_at.map(format_time),
+        previous: previous_sign_in(&state, &me).await?,
         mail_enabled: state.mail_enabled,
         email: me.user.email.clone().unwrap_or_default(),
         email_verified: me.user.email_verified_at.is_some(),
@@ -282,7 +300,7 @@ pub async fn forget_remembered(
         .forget_remembered(&me.user, Some(which), Actor::User { client: &client })
         .await?;
     me.session.set_flash(if n == 1 {
-        Flash::success("That browser will ask for the second factor again.")
+        Flash::success("That browser will ask for the second step again.")
     } else {
         Flash::info("That browser was not remembered.")
     });
@@ -312,7 +330,7 @@ pub async fn forget_all_remembered(
         .forget_remembered(&me.user, None, Actor::User { client: &client })
         .await?;
     me.session.set_flash(Flash::success(format!(
-        "Forgot {n} remembered browser{}: each asks for the second factor again.",
+        "Forgot {n} remembered browser{}: each asks for the second step again.",
         if n == 1 { "" } else { "s" }
     )));
     let mut resp = redirect("/settings/account/sessions");

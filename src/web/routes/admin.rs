@@ -64,11 +64,11 @@ fn actor<'a>(me: &'a Admin, client: &'a Client) -> Actor<'a> {
 fn describe_locks(locks: &Locks) -> Vec<String> {
     let mut out = vec![];
     if let Some(t) = locks.second_factor_until {
-        out.push(format!("Two-factor codes locked until {}", format_time(t)));
+        out.push(format!("Codes at the second step locked until {}", format_time(t)));
     }
     if let Some(t) = locks.protected_until {
         out.push(format!(
-            "Many failed sign-ins: new browsers need the second factor too, until {}",
+            "Many failed sign-ins: new browsers need the second step too, until {}",
             format_time(t)
         ));
     }
@@ -219,7 +219,7 @@ pub async fn create(
             Ok(redirect(CREATED))
         }
         Created::Exists => {
-            let flash = Flash::error(format!("A user named `{name}` already exists."));
+            let flash = Flash::error(format!("A user named “{name}” already exists."));
             users_page(&req, &me, &state, StatusCode::CONFLICT, Some(flash), name.as_str()).await
         }
     }
@@ -289,7 +289,7 @@ pub async fn reset_form(
         return Ok(redirect(USERS));
     }
     ok(&AdminResetPage {
-        page: Page::signed_in(&req, &me.0, Nav::AdminUsers, "Reset 2FA"),
+        page: Page::signed_in(&req, &me.0, Nav::AdminUsers, "Reset two-factor authentication"),
         id: user.id.0,
         username: user.username,
     })
@@ -337,7 +337,7 @@ pub async fn forget_browsers(
     let client = client(&req);
     let n = state.auth.forget_remembered(&user, None, actor(&me, &client)).await?;
     me.0.session.set_flash(Flash::success(format!(
-        "Forgot {n} remembered browser{} of {}: they ask for the second factor again.",
+        "Forgot {n} remembered browser{} of {}: they ask for the second step again.",
         if n == 1 { "" } else { "s" },
         user.username
     )));
@@ -392,15 +392,15 @@ pub async fn set_admin(
     match state.auth.set_admin(actor(&me, &client), &user, grant).await? {
         AdminChange::Done => {
             me.0.session.set_flash(Flash::success(if grant {
-                format!("{} is now an administrator.", user.username)
+                format!("Administrator rights granted to {}.", user.username)
             } else {
-                format!("{} is no longer an administrator.", user.username)
+                format!("Administrator rights removed from {}.", user.username)
             }));
             Ok(redirect(if !grant && user.id == me.0.user.id { "/" } else { USERS }))
         }
         AdminChange::LastAdmin => {
             let flash = Flash::error(format!(
-                "{} is the last administrator. Make someone else an administrator first.",
+                "Administrator rights can’t be removed from {}: they are the last administrator. Make someone else an administrator first.",
                 user.username
             ));
             users_page(&req, &me, &state, StatusCode::CONFLICT, Some(flash), "").await

@@ -145,6 +145,7 @@ pub fn finish_sign_in(
             password_at: done.password_at,
             address,
             user_agent: user_agent.as_deref(),
+            previous_sign_in: done.previous_sign_in,
         },
         state.clock.time(),
     );

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::sudo::{Prompt, require};
-use super::two_factor::{MAX_CODE_INPUT, refusal_message};
+use super::two_factor::{MAX_CODE_INPUT, malformed_message, refusal_message};
 use crate::auth::account::Disable;
 use crate::auth::factors::{InputKind, Refusal, Rejected};
 use crate::auth::totp::{ConfirmOutcome, TotpSetup};
@@ -144,7 +144,7 @@ fn setup_page(
     let qr_svg = qr::svg(
         &uri,
         "mfa-qr",
-        "QR code with your two-factor secret: scan it with your authenticator app",
+        "QR code with your setup key: scan it with your authenticator app",
     )
     .ok_or_else(|| AppError::internal(anyhow::anyhow!("otpauth URI too long for a QR code")))?;
     let mut p = page(req, me);
@@ -277,6 +277,8 @@ fn shown_codes_page(
         "data:text/plain;charset=utf-8,{}",
         percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC)
     );
+    // Which message Copied gives: a first set, or a new set.
+    let _ = me.session.insert(keys::CODES_SHOWN, first_time);
     ok(&RecoveryCodesPage {
         page: page(req, me),
         tab: Tab::Mfa,
@@ -295,18 +297,27 @@ pub async fn codes_copied(
     Posted { who: me, form: _ }: Posted<SignedIn, NoFields>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if me.mfa_on {
-        let with = if state.auth.has_totp(&me.user).await? {
-            "a code from your app"
-        } else {
-            "your security key or passkey"
-        };
-        me.session.set_flash(Flash::success(format!(
-            "Two-factor authentication is on. From now on, signing in asks for {with}."
-        )));
+    let shown = me.session.get::<bool>(keys::CODES_SHOWN).ok().flatten();
+    me.session.remove(keys::CODES_SHOWN);
+    match shown {
+        Some(true) if me.mfa_on => {
+            let with = if state.auth.has_totp(&me.user).await? {
+                "a code from your app"
+            } else {
+                "your security key or passkey"
+            };
+            me.session.set_flash(Flash::success(format!(
+                "Two-factor authentication is on. From now on, signing in asks for {with}."
+            )));
+        }
+        Some(false) if me.mfa_on => me.session.set_flash(Flash::success(CODES_REPLACED)),
+        _ => {}
     }
     Ok(redirect(TAB))
 }
+
+/// Copied, after new codes (not the first set).
+pub const CODES_REPLACED: &str = "Your new recovery codes are ready. The earlier ones no longer work.";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -478,7 +489,7 @@ pub async fn disable(
             message: "Too many incorrect codes.".into(),
         }),
         Disable::Refused(Rejected::Refused(Refusal::Malformed)) => {
-            again(StatusCode::BAD_REQUEST, refusal_message(Refusal::Malformed))
+            again(StatusCode::BAD_REQUEST, malformed_message(&code))
         }
         Disable::Refused(Rejected::Refused(refusal)) => again(StatusCode::UNAUTHORIZED, refusal_message(refusal)),
     }

@@ -132,7 +132,7 @@ pub async fn submit(
         CodeStep::Refused {
             refusal: Refusal::Malformed,
             ..
-        } => again(StatusCode::BAD_REQUEST, refusal_message(Refusal::Malformed).into()),
+        } => again(StatusCode::BAD_REQUEST, malformed_message(&form.code).into()),
         CodeStep::Refused { refusal, attempts_left } => {
             let mut message = refusal_message(refusal).to_string();
             if attempts_left < PENDING_MAX_ATTEMPTS - 1 {
@@ -148,6 +148,17 @@ pub async fn submit(
             "Too many incorrect codes. For your security, enter your username and password again.",
         )),
         CodeStep::Gone | CodeStep::KeyRefused { .. } => Ok(start_over(&pending, TOO_SLOW)),
+    }
+}
+
+/// The message for input that is no kind of code. A recovery code with a
+/// character no recovery code has (a zero for an O, say) gets its own.
+pub fn malformed_message(input: &str) -> &'static str {
+    let cleaned: Vec<char> = input.chars().filter(|c| *c != ' ' && *c != '-').collect();
+    if cleaned.len() == crate::core::recovery::LEN && cleaned.iter().all(char::is_ascii_alphanumeric) {
+        "That recovery code has a character no recovery code has (0, 1, I or O). Check it against your saved list."
+    } else {
+        refusal_message(Refusal::Malformed)
     }
 }
 

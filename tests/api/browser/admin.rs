@@ -100,7 +100,7 @@ async fn walk(ui: &Ui, bob: crate::helpers::UserId) -> WebDriverResult<()> {
 
     // Reset 2FA in bob's row → the confirmation page.
     let reset = css(ui, "#user-bob a[href$='/reset-mfa']").await?;
-    assert_eq!(reset.text().await?.trim(), "Reset 2FA");
+    assert_eq!(reset.text().await?.trim(), "Reset two-factor authentication");
     let href = reset.attr("href").await?.unwrap_or_default();
     assert_eq!(href, format!("/admin/users/{bob}/reset-mfa"));
     reset.click().await?;
@@ -215,7 +215,7 @@ async fn walk(ui: &Ui, bob: crate::helpers::UserId) -> WebDriverResult<()> {
     ui.el("security-log").await?;
     assert_eq!(ui.path().await?, "/settings/account/security-log");
     let events = log_column(ui, 2).await?;
-    for event in ["Signed in", "Two-factor policy changed"] {
+    for event in ["Signed in", "Two-factor authentication policy changed"] {
         assert!(events.iter().any(|e| e.starts_with(event)), "{event}: {events:?}");
     }
     ui.check_page("my-security-log").await?;

@@ -13,6 +13,7 @@ mod admin;
 mod email;
 mod journey;
 mod keyboard;
+mod messages;
 mod polish;
 mod webauthn;
 

@@ -20,7 +20,7 @@ async fn browser_polish() {
     let app = Arc::new(TestApp::spawn().await);
     app.create_user("root", true).await;
     app.create_user("bob", false).await;
-    // Bob has 2FA on (a Reset 2FA button and timestamps on the Users page).
+    // Bob has 2FA on (a Reset two-factor authentication button and timestamps on the Users page).
     enrol(&app, signed_in(&app, "bob").await).await;
     let base = app.base.clone();
     with_browser("polish", &base, Mode::Default, move |ui| async move {
@@ -297,7 +297,7 @@ async fn walk(app: &TestApp, ui: &Ui) -> WebDriverResult<()> {
     assert_eq!((display.as_str(), label.as_str()), ("block", "\"Time\""));
 
     // The Users page on a desktop: the Actions cells line up with their
-    // rows, Reset 2FA is as small as the buttons beside it, and the last
+    // rows, Reset two-factor authentication is as small as the buttons beside it, and the last
     // administrator is not offered Remove admin.
     phone(ui, false).await?;
     ui.goto("/admin/users").await?;
@@ -324,7 +324,7 @@ async fn walk(app: &TestApp, ui: &Ui) -> WebDriverResult<()> {
     .await?;
     assert!(
         (heights[0] - heights[1]).abs() < 1.0,
-        "Reset 2FA vs Make admin: {heights:?}"
+        "Reset two-factor authentication vs Make admin: {heights:?}"
     );
     assert!(
         ui.driver
