@@ -94,18 +94,24 @@ async fn confirming_one_enrolment_twenty_times_at_once_enables_once() {
             p.redirects_to("/settings/account/mfa/recovery-codes/new")
         }));
     }
-    let mut shown = 0;
     for t in tasks {
-        if t.await.unwrap() {
-            shown += 1;
-        }
+        // Each goes to the page where the codes wait (or a clear refusal
+        // of a code already used): none is a second enrolment.
+        assert!(t.await.unwrap(), "every Confirm goes to the codes' one showing");
     }
-    assert_eq!(
-        shown, 1,
-        "recovery codes are generated and sent to their one showing once"
-    );
+    let uid = app.user("alice").await.id;
+    let enabled = app.events(uid).await.iter().filter(|k| *k == "mfa_enabled").count();
+    assert_eq!(enabled, 1, "enabled once");
     assert_eq!(app.count("recovery_codes").await, 10);
     assert!(app.mfa_on("alice").await);
+    // The codes are shown, once.
+    let first = c.get("/settings/account/mfa/recovery-codes/new").await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.flash());
+    let shown = first.text_of("recovery-codes").expect("the codes");
+    assert_eq!(shown.split_whitespace().count(), 10, "{shown}");
+    let again = c.get("/settings/account/mfa/recovery-codes/new").await;
+    assert!(again.redirects_to("/settings/account/mfa"));
+    assert!(again.text_of("recovery-codes").is_none());
 }
 
 /// Enable and disable racing each other never leave a half state: either 2FA

@@ -219,20 +219,21 @@ pub async fn confirm(
             ));
             Ok(redirect(TAB))
         }
+        // Confirmed by a concurrent Confirm of this setup: as below.
+        ConfirmOutcome::NotPending if state.auth.has_totp(&me.user).await? => Ok(redirect(FRESH)),
         ConfirmOutcome::NotPending => {
             me.session.set_flash(Flash::error(
                 "Your setup expired before it was confirmed (it is valid for 10 minutes), or was replaced. Click Enable to start again with a new QR code.",
             ));
             Ok(redirect(TAB))
         }
-        // A second click on Confirm: the first one's codes, if not yet
-        // shown, are still waiting for their one showing.
-        ConfirmOutcome::AlreadyOn if me.session.text(keys::FRESH_CODES).is_some() => Ok(redirect(FRESH)),
-        ConfirmOutcome::AlreadyOn => {
-            me.session
-                .set_flash(Flash::info("Two-factor authentication is already on."));
-            Ok(redirect(TAB))
-        }
+        // A second click on Confirm (or twenty at once): the winner's codes
+        // wait in the session for their one showing. Send this one there
+        // too, and write nothing to the session here: a write from a
+        // request that read the session before the winner saved it would
+        // drop the waiting codes. The GET shows them, or says they were
+        // shown already.
+        ConfirmOutcome::AlreadyOn => Ok(redirect(FRESH)),
     }
 }
 
