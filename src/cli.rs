@@ -129,7 +129,7 @@ pub enum UserCommand {
         #[command(flatten)]
         cost: CostArgs,
     },
-    /// List users with their two-factor status
+    /// List users: administrator or not, two-factor authentication enabled or disabled, recovery codes left
     List {
         #[command(flatten)]
         database: DatabaseArgs,
@@ -429,8 +429,8 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             }
             UserCommand::List { .. } => {
                 println!(
-                    "{:<24} {:<6} {:<9} {:>14}",
-                    "USERNAME", "ADMIN", "2FA", "RECOVERY CODES"
+                    "{:<24} {:<6} {:<10} {:>14}",
+                    "USERNAME", "ADMIN", "TWO-FACTOR", "RECOVERY CODES"
                 );
                 for u in auth.users_overview().await? {
                     let mfa_state = if u.mfa_on() { "enabled" } else { "disabled" };
@@ -440,7 +440,7 @@ fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                         "-".into()
                     };
                     println!(
-                        "{:<24} {:<6} {:<9} {:>14}",
+                        "{:<24} {:<6} {:<10} {:>14}",
                         u.user.username,
                         if u.user.is_admin { "yes" } else { "no" },
                         mfa_state,

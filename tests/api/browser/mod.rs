@@ -392,19 +392,48 @@ impl Ui {
         self.driver.query(By::Id(id)).desc(id).first().await
     }
 
+    /// Run `f` on the element with this id, finding it again if the page
+    /// replaced it in between (a stale element: the page was still being
+    /// swapped for the next one, which a loaded machine makes likelier).
+    async fn on_el<T, F, Fut>(&self, id: &str, f: F) -> WebDriverResult<T>
+    where
+        F: Fn(WebElement) -> Fut,
+        Fut: std::future::Future<Output = WebDriverResult<T>>,
+    {
+        let mut tries = 0;
+        loop {
+            match f(self.el(id).await?).await {
+                Err(e)
+                    if tries < 5
+                        && matches!(
+                            e.as_inner(),
+                            thirtyfour::error::WebDriverErrorInner::StaleElementReference(_)
+                        ) =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub async fn click(&self, id: &str) -> WebDriverResult<()> {
-        self.el(id).await?.click().await
+        self.on_el(id, |e| async move { e.click().await }).await
     }
 
     /// Clear the field and type `text` into it.
     pub async fn type_into(&self, id: &str, text: &str) -> WebDriverResult<()> {
-        let field = self.el(id).await?;
-        field.clear().await?;
-        field.send_keys(text).await
+        self.on_el(id, |field| async move {
+            field.clear().await?;
+            field.send_keys(text).await
+        })
+        .await
     }
 
     pub async fn text(&self, id: &str) -> WebDriverResult<String> {
-        Ok(self.el(id).await?.text().await?.trim().to_string())
+        self.on_el(id, |e| async move { Ok(e.text().await?.trim().to_string()) })
+            .await
     }
 
     pub async fn exists(&self, id: &str) -> WebDriverResult<bool> {
