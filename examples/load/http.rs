@@ -3,21 +3,47 @@
 //! followed so every step is timed on its own.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{CONTENT_TYPE, COOKIE, HeaderMap, HeaderValue, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 
 pub const SESSION_COOKIE: &str = "latchkey_session";
 
-pub fn client() -> reqwest::Client {
+/// The header through which a client's address reaches the server, which
+/// is started with `--trusted-proxies 127.0.0.1` (the tool is its proxy).
+pub const FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// Answers 429 Too Many Requests seen anywhere in this run. The server's
+/// per-address and per-account limits should never refuse the tool (each
+/// account comes from its own address, and no wrong password is sent); a
+/// 429 means the numbers measure refusals, so the run fails.
+pub static TOO_MANY_REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(Policy::none())
         .pool_max_idle_per_host(1)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client")
+}
+
+pub fn client() -> reqwest::Client {
+    builder().build().expect("HTTP client")
+}
+
+/// A client whose every request comes from `from` (one person's browser
+/// behind the proxy).
+pub fn client_from(from: IpAddr) -> reqwest::Client {
+    let mut headers = HeaderMap::new();
+    headers.insert(FORWARDED_FOR, forwarded_for(from));
+    builder().default_headers(headers).build().expect("HTTP client")
+}
+
+fn forwarded_for(from: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&from.to_string()).expect("an address is a header value")
 }
 
 #[derive(Clone, Default, Debug)]
@@ -75,19 +101,35 @@ pub async fn post(
     cookies: &mut Cookies,
     form: &[(&str, &str)],
 ) -> anyhow::Result<Reply> {
+    post_from(client, url, cookies, form, None).await
+}
+
+/// `post`, from the client address `from` if given (else the client's own).
+pub async fn post_from(
+    client: &reqwest::Client,
+    url: &str,
+    cookies: &mut Cookies,
+    form: &[(&str, &str)],
+    from: Option<IpAddr>,
+) -> anyhow::Result<Reply> {
     let t = Instant::now();
     let body = serde_urlencoded::to_string(form)?;
-    let req = client
+    let mut req = client
         .post(url)
         .header(COOKIE, cookies.header())
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body);
-    finish(req.send().await?, cookies, t).await
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(from) = from {
+        req = req.header(FORWARDED_FOR, forwarded_for(from));
+    }
+    finish(req.body(body).send().await?, cookies, t).await
 }
 
 async fn finish(resp: reqwest::Response, cookies: &mut Cookies, t: Instant) -> anyhow::Result<Reply> {
     cookies.absorb(&resp);
     let status = resp.status().as_u16();
+    if status == 429 {
+        TOO_MANY_REQUESTS.fetch_add(1, Ordering::Relaxed);
+    }
     let location = resp
         .headers()
         .get(LOCATION)
@@ -118,8 +160,8 @@ pub async fn visit_login(client: &reqwest::Client, base: &str) -> anyhow::Result
     Ok((cookies, token))
 }
 
-/// Password step for `username`; returns the new session cookie and where
-/// the server sent us.
+/// Password step for `username` from the client address `from`; returns the
+/// new session cookie and where the server sent us.
 pub async fn password_step(
     client: &reqwest::Client,
     base: &str,
@@ -127,12 +169,14 @@ pub async fn password_step(
     token: &str,
     username: &str,
     password: &str,
+    from: IpAddr,
 ) -> anyhow::Result<Reply> {
-    post(
+    post_from(
         client,
         &format!("{base}/login"),
         cookies,
         &[("username", username), ("password", password), ("csrf_token", token)],
+        Some(from),
     )
     .await
 }

@@ -3,6 +3,8 @@
 //! sealed with the server's key under the user's context, recovery codes as
 //! keyed hashes, the last accepted step just behind now).
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use diesel::Connection;
 use latchkey::auth::factors::secret_context;
 use latchkey::core::keys::Keyring;
@@ -22,6 +24,19 @@ pub struct Account {
     pub username: String,
     /// None: 2FA off.
     pub totp: Option<Totp>,
+    /// The address this person signs in from, sent as `X-Forwarded-For`
+    /// (the server trusts 127.0.0.1 as its proxy): one IPv4 address each,
+    /// which the server counts on its own (IPv6 would be counted per /64),
+    /// so no account shares the per-address limits with another — as real
+    /// users on their own connections would not.
+    pub address: IpAddr,
+}
+
+/// `10.g.x.y`: group `g` (1, 2, …), account `n` of it (below 2^20).
+fn address_of(group: usize, n: usize) -> IpAddr {
+    assert!(group < 15 && n < 1 << 20, "too many accounts for 10.0.0.0/8");
+    let bits = (10u32 << 24) | (u32::try_from(group + 1).unwrap() << 20) | u32::try_from(n).unwrap();
+    IpAddr::V4(Ipv4Addr::from(bits))
 }
 
 /// A group of accounts: `count` users named `{prefix}{n}`, sharing one
@@ -39,7 +54,7 @@ pub fn seed(conn: &mut Conn, keys: &Keyring, groups: &[Group<'_>]) -> anyhow::Re
     let last_step = now_unix() / STEP - 2;
     let out = conn.transaction::<_, DbError, _>(|c| {
         let mut out = Vec::new();
-        for g in groups {
+        for (gi, g) in groups.iter().enumerate() {
             let mut accounts = Vec::with_capacity(g.count);
             for n in 0..g.count {
                 let username = format!("{}{n}", g.prefix);
@@ -79,7 +94,11 @@ pub fn seed(conn: &mut Conn, keys: &Keyring, groups: &[Group<'_>]) -> anyhow::Re
                 } else {
                     None
                 };
-                accounts.push(Account { username, totp });
+                accounts.push(Account {
+                    username,
+                    totp,
+                    address: address_of(gi, n),
+                });
             }
             out.push(accounts);
         }

@@ -20,6 +20,11 @@ impl Server {
             .arg("--key-file")
             .arg(key_file)
             .args(["--bcrypt-cost", &bcrypt_cost.to_string()])
+            // The tool is the clients' proxy: each account's requests carry
+            // its own address in X-Forwarded-For (seed.rs), as a reverse
+            // proxy would send them in production, so the per-address limits
+            // see many people rather than one address signing in thousands.
+            .args(["--trusted-proxies", "127.0.0.1"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
