@@ -151,28 +151,29 @@ impl DatabaseUrl {
                 let path = std::path::absolute(p).unwrap_or_else(|_| p.clone());
                 format!("SQLite file {}", path.display())
             }
-            Self::Postgres(raw) => match url::Url::parse(raw) {
-                Ok(u) => {
-                    let user = if u.username().is_empty() {
-                        String::new()
-                    } else {
-                        format!("{}@", u.username())
-                    };
-                    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-                    let ssl = u
-                        .query_pairs()
-                        .find(|(k, _)| k == "sslmode")
-                        .map(|(_, v)| format!("?sslmode={v}"))
-                        .unwrap_or_default();
-                    format!(
-                        "PostgreSQL {}://{user}{}{port}{}{ssl}",
-                        u.scheme(),
-                        u.host_str().unwrap_or(""),
-                        u.path()
-                    )
-                }
-                Err(_) => "PostgreSQL (URL not shown)".to_string(),
-            },
+            Self::Postgres(raw) => {
+                // Split as `parse` does, not as a general URL parser would:
+                // everything before the last `@` is user information, of
+                // which only the part before the first `:` (the user) is
+                // shown; of the query, only `sslmode`. (`postgres://u:2024?x@h/db`
+                // has the password `2024?x`, which a URL parser reads as a
+                // port and a query.)
+                let (scheme, rest) = raw.split_once("://").unwrap_or(("postgres", raw));
+                let (user, host) = match rest.rfind('@') {
+                    Some(at) => {
+                        let user = rest[..at].split(':').next().unwrap_or("");
+                        (format!("{user}@"), &rest[at + 1..])
+                    }
+                    None => (String::new(), rest),
+                };
+                let (place, query) = host.split_once('?').unwrap_or((host, ""));
+                let ssl = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("sslmode="))
+                    .map(|v| format!("?sslmode={v}"))
+                    .unwrap_or_default();
+                format!("PostgreSQL {scheme}://{user}{place}{ssl}")
+            }
         }
     }
 
@@ -676,6 +677,14 @@ mod tests {
             "PostgreSQL postgres://latchkey@db.example:5433/latchkey?sslmode=require"
         );
         assert_eq!(shown("postgresql://h/db"), "PostgreSQL postgresql://h/db");
+        assert_eq!(
+            shown("postgres://app:2024?x@db/latchkey"),
+            "PostgreSQL postgres://app@db/latchkey"
+        );
+        assert_eq!(
+            shown("postgres://app:p@ss/w:rd@db:5432/latchkey?password=x&sslmode=verify-full"),
+            "PostgreSQL postgres://app@db:5432/latchkey?sslmode=verify-full"
+        );
         let sqlite = shown("sqlite://x.db");
         assert!(
             sqlite.starts_with("SQLite file /") && sqlite.ends_with("/x.db"),

@@ -170,9 +170,11 @@ fn tell_why_ended(mut state: State) -> State {
 }
 
 /// What the sign-in page tells the browser of a session ended by an
-/// administrator's reset (`sessions::Ended`).
-pub const ENDED_BY_MFA_RESET: &str =
-    "Your session was ended because an administrator reset your two-factor authentication. Sign in again.";
+/// administrator's reset (`sessions::Ended`). Not which reset: whoever
+/// holds the old cookie — perhaps the thief the reset was for — must not
+/// learn that the account now signs in with a password alone. The owner
+/// hears the rest by email and at the next sign-in.
+pub const ENDED_BY_MFA_RESET: &str = ENDED_BY_ADMINISTRATOR;
 pub const ENDED_BY_ADMINISTRATOR: &str = "Your session was ended by an administrator. Sign in again.";
 
 /// Names of the values kept in a session.

@@ -20,6 +20,9 @@ async fn admin_creates_a_user_who_must_choose_a_password() {
     // Post/Redirect/Get: the temporary password is on a GET page, once.
     let posted = root.post("/admin/users", &[("username", "Bob")]).await;
     assert!(posted.redirects_to("/admin/users/created"), "{}", posted.status);
+    // A second click on Create goes to the same one showing.
+    let twice = root.post("/admin/users", &[("username", "Bob")]).await;
+    assert!(twice.redirects_to("/admin/users/created"), "{}", twice.status);
     let created = root.get("/admin/users/created").await;
     assert_eq!(created.status, StatusCode::OK);
     let temporary = created.text_of("temporary-password").expect("shown once");

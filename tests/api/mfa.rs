@@ -418,6 +418,48 @@ async fn regenerating_kills_the_old_set_and_needs_a_fresh_password() {
     );
 }
 
+/// A double-click on "Generate new recovery codes": one new set, made by
+/// the first click and shown once; the second click goes to that showing
+/// rather than dropping it.
+#[tokio::test]
+async fn a_second_click_on_regenerate_goes_to_the_first_ones_codes() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", false).await;
+    let e = enrol(&app, signed_in(&app, "alice").await).await;
+    let c = &e.client;
+    let tab = c.get("/settings/account/mfa").await;
+    let generation = attr_after(&tab.body, "name=\"generation\" value=\"").expect("the form's generation");
+    let fields = [("generation", generation.as_str())];
+    let first = c.post("/settings/account/mfa/recovery-codes", &fields).await;
+    let second = c.post("/settings/account/mfa/recovery-codes", &fields).await;
+    for p in [&first, &second] {
+        assert!(
+            p.redirects_to("/settings/account/mfa/recovery-codes/new"),
+            "{:?}",
+            p.flash()
+        );
+    }
+    let shown = c.get("/settings/account/mfa/recovery-codes/new").await;
+    let codes = list_items(&shown.body, "recovery-codes");
+    assert_eq!(codes.len(), 10);
+    assert!(codes.iter().all(|n| !e.codes.contains(n)), "the new set");
+    assert!(
+        c.get("/settings/account/mfa/recovery-codes/new")
+            .await
+            .redirects_to("/settings/account/mfa")
+    );
+    let (_, p) = login_with_code(&app, "alice", &codes[0]).await;
+    assert!(p.redirects_to("/"), "the set shown is the one that works");
+    let uid = app.user("alice").await.id;
+    let made = app
+        .events(uid)
+        .await
+        .iter()
+        .filter(|k| *k == "recovery_codes_regenerated")
+        .count();
+    assert_eq!(made, 1);
+}
+
 #[tokio::test]
 async fn enabling_needs_a_fresh_password_and_continues_after_it() {
     let app = TestApp::spawn().await;

@@ -13,8 +13,9 @@ const CLOCK_HINT: &str = "30 seconds";
 const WRONG_RECOVERY: &str = "That recovery code was not accepted.";
 const MFA_TAB: &str = "/settings/account/mfa";
 const CODES_REPLACED: &str = "Your new recovery codes are ready. The earlier ones no longer work.";
-const ENDED_BY_MFA_RESET: &str =
-    "Your session was ended because an administrator reset your two-factor authentication. Sign in again.";
+/// The same words: the holder of an ended session's cookie is not told
+/// that two-factor authentication is off now (it may be a thief's copy).
+const ENDED_BY_MFA_RESET: &str = ENDED_BY_ADMINISTRATOR;
 const ENDED_BY_ADMINISTRATOR: &str = "Your session was ended by an administrator. Sign in again.";
 
 /// A page, or where its redirect leads (a POST may answer either way).

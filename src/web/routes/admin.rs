@@ -218,11 +218,23 @@ pub async fn create(
                 .map_err(AppError::internal)?;
             Ok(redirect(CREATED))
         }
+        // A second click on Create: the first one made the account and its
+        // temporary password waits for its one showing in this session.
+        Created::Exists if held_for(&me, &state, name.as_str()) => Ok(redirect(CREATED)),
         Created::Exists => {
             let flash = Flash::error(format!("A user named “{name}” already exists."));
             users_page(&req, &me, &state, StatusCode::CONFLICT, Some(flash), name.as_str()).await
         }
     }
+}
+
+/// Whether this session holds the temporary password of `username`.
+fn held_for(me: &Admin, state: &AppState, username: &str) -> bool {
+    me.0.session
+        .text(keys::CREATED_USER)
+        .and_then(|sealed| state.keys.open(&sealed, &created_context(me)).ok())
+        .and_then(|text| serde_json::from_slice::<(String, bool, String)>(&text).ok())
+        .is_some_and(|(held, _, _)| held == username)
 }
 
 fn created_context(me: &Admin) -> String {

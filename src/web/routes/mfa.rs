@@ -357,8 +357,14 @@ pub async fn regenerate_codes(
         .regenerate_recovery_codes(&me.user, generation, &client(&req))
         .await?
     else {
+        // A second click: the first one's codes wait for their one showing
+        // in this session. Go there and write nothing to the session (a
+        // write here could drop them).
+        if me.session.text(keys::FRESH_CODES).is_some() {
+            return Ok(redirect(FRESH));
+        }
         me.session.set_flash(Flash::error(
-            "Your recovery codes were just replaced by another request (a second click, or another tab), so these were not made. Use the codes that request showed, or generate a new set now.",
+            "Your recovery codes were just replaced by another request (another tab, or another session), so these were not made. Generate a new set now if you did not keep the ones that request made.",
         ));
         return Ok(redirect(TAB));
     };
