@@ -95,7 +95,15 @@ async fn walk(app: &TestApp, sink: &Sink, ui: &Ui) -> WebDriverResult<()> {
     ui.type_into("new_password", NEW_PASSWORD).await?;
     ui.type_into("new_password_confirm", NEW_PASSWORD).await?;
     ui.click("password-submit").await?;
-    ui.el("flash").await?;
+    // Wait for the answer's success message (the form's page had a flash
+    // of its own: waiting for any flash could leave before the POST did).
+    let changed = ui
+        .driver
+        .query(By::Css("#flash.flash-success"))
+        .desc("the password-changed message")
+        .first()
+        .await?;
+    assert!(changed.text().await?.contains("password was changed"));
     ui.goto("/").await?;
     ui.el("nav-settings").await?;
     assert_eq!(ui.path().await?, "/");
