@@ -360,6 +360,16 @@ pub struct TestClient {
 /// (hyper's `IncompleteMessage`), which browsers retry and a test must not
 /// mistake for the server's. Seen under load, where waits between requests
 /// on one connection grow past the timeout.
+fn http_client(jar: &Arc<Jar>, headers: reqwest::header::HeaderMap) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 impl TestClient {
     pub fn new(base: &str) -> Self {
         Self::with_jar(base, Arc::new(Jar::default()))
@@ -369,22 +379,7 @@ impl TestClient {
     /// come from `address`: for a server started with `--trusted-proxies
     /// 127.0.0.1`, as if through a reverse proxy.
     pub fn forwarded_for(base: &str, address: &str) -> Self {
-        let jar = Arc::new(Jar::default());
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("x-forwarded-for", address.parse().unwrap());
-        let http = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0)
-            .default_headers(headers)
-            .build()
-            .unwrap();
-        Self {
-            http,
-            jar,
-            base: base.to_string(),
-            csrf: Default::default(),
-        }
+        Self::with_headers(base, &[("x-forwarded-for", address)])
     }
 
     /// A fresh browser that sends these headers on every request (say, a
@@ -396,14 +391,8 @@ impl TestClient {
         for (name, value) in headers {
             map.insert(*name, value.parse().unwrap());
         }
-        let http = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .default_headers(map)
-            .build()
-            .unwrap();
         Self {
-            http,
+            http: http_client(&jar, map),
             jar,
             base: base.to_string(),
             csrf: Default::default(),
@@ -412,14 +401,8 @@ impl TestClient {
 
     /// A client with these cookies (a browser that comes back).
     pub fn with_jar(base: &str, jar: Arc<Jar>) -> Self {
-        let http = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
         Self {
-            http,
+            http: http_client(&jar, Default::default()),
             jar,
             base: base.to_string(),
             csrf: Default::default(),
@@ -428,15 +411,9 @@ impl TestClient {
 
     /// The same browser (cookies, CSRF token) talking to another instance.
     pub fn on(&self, base: &str) -> TestClient {
-        let http = reqwest::Client::builder()
-            .cookie_provider(self.jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
         let csrf = std::sync::Mutex::new(self.csrf.lock().unwrap().clone());
         Self {
-            http,
+            http: http_client(&self.jar, Default::default()),
             jar: self.jar.clone(),
             base: base.to_string(),
             csrf,
