@@ -208,6 +208,9 @@ pub enum DbError {
     Cancelled,
     #[error("no database connection became free in time")]
     Busy,
+    /// The write transaction of the call's group did not begin or commit.
+    #[error("the database did not store this: {0}")]
+    Group(String),
 }
 
 impl DbError {
@@ -215,7 +218,7 @@ impl DbError {
     pub fn is_transient(&self) -> bool {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
         match self {
-            Self::Pool(_) | Self::Cancelled | Self::Busy => true,
+            Self::Pool(_) | Self::Cancelled | Self::Busy | Self::Group(_) => true,
             Self::Query(E::DatabaseError(K::ClosedConnection | K::SerializationFailure, _)) => true,
             Self::Query(E::DatabaseError(_, info)) => {
                 let m = info.message();
@@ -253,8 +256,12 @@ impl ManageConnection for Manager {
             DatabaseUrl::Sqlite(path) => {
                 let mut c = SqliteConnection::establish(&path.to_string_lossy())
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
+                // `temp_store = MEMORY`: the savepoints' sub-journals (a
+                // group's calls, `Lane`) stay in memory instead of spilling
+                // to a temporary file.
                 c.batch_execute(&format!(
-                    "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+                    "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                     PRAGMA temp_store = MEMORY;"
                 ))
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 if self.read_only {
@@ -334,9 +341,10 @@ impl Db {
         let (pool, lanes) = match url {
             DatabaseUrl::Sqlite(_) => {
                 let writer = Self::pool(url, 1, false)?;
+                let checkpoints = start_checkpointer(url)?;
                 let lanes = Lanes {
-                    writer: Lane::start(writer.clone(), "writer")?,
-                    readers: Lane::start(Self::pool(url, 2, true)?, "reader")?,
+                    writer: Lane::start(writer.clone(), "writer", Some(checkpoints))?,
+                    readers: Lane::start(Self::pool(url, 2, true)?, "reader", None)?,
                 };
                 (writer, Some(lanes))
             }
@@ -515,6 +523,19 @@ impl Db {
 /// connection timeout is answered "busy" without running, as the pool would
 /// have: while another process holds the lock, requests get a 503 within
 /// seconds instead of queueing without end.
+///
+/// The writer commits in groups: the calls that queued while it was busy
+/// run one after the other in one `BEGIN IMMEDIATE` transaction, and none
+/// is answered before the group's COMMIT. A call's own `c.transaction` is
+/// a savepoint there, so a call that fails rolls back its own writes and
+/// nothing else; a call without one writes statement by statement, as it
+/// did in autocommit. Each call sees the writes of the ones before it, as
+/// if they had committed one by one, but the pages they share (the tail of
+/// the security log, the index pages near it) go to the WAL once per group
+/// instead of once per call — under load the writer's time went mostly to
+/// writing the same pages again (docs/PERFORMANCE.md, "Issue 14's
+/// regression, fixed"). An idle server's group is one call: no waiting for
+/// company, so a lone request is as fast as before.
 #[derive(Clone)]
 struct Lane {
     jobs: mpsc::Sender<(Instant, LaneJob)>,
@@ -527,39 +548,83 @@ struct Lanes {
     readers: Lane,
 }
 
-type LaneJob = Box<dyn FnOnce(Result<&mut Conn, DbError>) + Send>;
+/// A call: it runs on the connection (or gets why there is none) and
+/// returns how to answer, which the lane does once its group has committed
+/// (`None`) or failed (`Some`).
+type LaneJob = Box<dyn FnOnce(Result<&mut Conn, DbError>) -> Answer + Send>;
+type Answer = Box<dyn FnOnce(Option<DbError>) + Send>;
+
+/// The most calls committed together.
+const GROUP_MAX: usize = 64;
 
 impl Lane {
     /// One thread per connection of `pool`; they end when the last `Db` is
     /// dropped (the queue disconnects).
-    fn start(pool: Pool<Manager>, name: &'static str) -> anyhow::Result<Self> {
+    /// `checkpoints`: for the writer, which then commits in groups (above)
+    /// and tells the checkpointer after each.
+    fn start(
+        pool: Pool<Manager>,
+        name: &'static str,
+        checkpoints: Option<mpsc::SyncSender<()>>,
+    ) -> anyhow::Result<Self> {
+        let grouped = checkpoints.is_some();
         let (jobs, queue) = mpsc::channel::<(Instant, LaneJob)>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..pool.max_size() {
-            let (pool, queue) = (pool.clone(), queue.clone());
+            let (pool, queue, checkpoints) = (pool.clone(), queue.clone(), checkpoints.clone());
             std::thread::Builder::new()
                 .name(format!("latchkey-db-{name}-{i}"))
                 .spawn(move || {
                     loop {
-                        let next = match queue.lock() {
-                            Ok(q) => q.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok((queued, job)) = next else { return };
-                        let conn = if queued.elapsed() > CONNECTION_TIMEOUT {
+                        let mut group = Vec::new();
+                        {
+                            let Ok(q) = queue.lock() else { return };
+                            let Ok(first) = q.recv() else { return };
+                            group.push(first);
+                            while grouped && group.len() < GROUP_MAX {
+                                match q.try_recv() {
+                                    Ok(next) => group.push(next),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        // A call that waited too long is answered "busy"
+                        // without running, as the pool would have.
+                        let (late, group): (Vec<_>, Vec<_>) = group
+                            .into_iter()
+                            .partition(|(queued, _)| queued.elapsed() > CONNECTION_TIMEOUT);
+                        for (_, job) in late {
                             crate::metrics::db_busy(name);
-                            Err(DbError::Busy)
-                        } else {
-                            let conn = pool.get().map_err(DbError::from);
-                            crate::metrics::db_waited(name, queued.elapsed());
-                            conn
+                            answer_alone(job, Err(DbError::Busy));
+                        }
+                        if group.is_empty() {
+                            continue;
+                        }
+                        let mut conn = match pool.get() {
+                            Ok(c) => c,
+                            Err(_) => {
+                                // Each call tries again and is told why not.
+                                for (_, job) in group {
+                                    match pool.get() {
+                                        Ok(mut c) => answer_alone(job, Ok(&mut c)),
+                                        Err(e) => answer_alone(job, Err(DbError::from(e))),
+                                    }
+                                }
+                                continue;
+                            }
                         };
-                        // A call that panics ends its request with an error
-                        // (its answer is dropped); the thread goes on.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match conn {
-                            Ok(mut c) => job(Ok(&mut c)),
-                            Err(e) => job(Err(e)),
-                        }));
+                        for (queued, _) in &group {
+                            crate::metrics::db_waited(name, queued.elapsed());
+                        }
+                        if let Some(checkpoints) = &checkpoints {
+                            run_group(&mut conn, group);
+                            // Full: a checkpoint is due already.
+                            let _ = checkpoints.try_send(());
+                        } else {
+                            for (_, job) in group {
+                                answer_alone(job, Ok(&mut conn));
+                            }
+                        }
                     }
                 })?;
         }
@@ -576,10 +641,115 @@ impl Lane {
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: LaneJob = Box::new(move |conn| {
-            let _ = reply.send(conn.and_then(f));
+            let result = conn.and_then(f);
+            Box::new(move |failed| {
+                let _ = reply.send(match failed {
+                    Some(e) => Err(e),
+                    None => result,
+                });
+            })
         });
         self.jobs.send((Instant::now(), job)).map_err(|_| DbError::Cancelled)?;
         answer.await.map_err(|_| DbError::Cancelled)?
+    }
+}
+
+/// The WAL grows by every commit and is copied back into the database
+/// file by a checkpoint. SQLite does that in the commit that crosses 1,000
+/// pages, on the writer's thread — a fifth of its time under load. This
+/// thread, with its own connection, does most of that copying beside the
+/// writer, on the other core: after a commit, at most every
+/// `CHECKPOINT_EVERY`, a PASSIVE checkpoint (it never waits for, nor
+/// blocks, the writer or the readers). The writer keeps SQLite's own
+/// checkpoint, which then finds little left to copy: under a constant
+/// stream of commits a checkpoint beside the writer never catches up with
+/// it, and only the writer's, between two of its transactions, lets the WAL
+/// start over (without it the WAL grew by 6 MB/s; docs/PERFORMANCE.md).
+/// Idle, this thread sleeps. It ends with the writer's thread (its sender
+/// dropped).
+fn start_checkpointer(url: &DatabaseUrl) -> anyhow::Result<mpsc::SyncSender<()>> {
+    let mut conn = Manager {
+        url: url.clone(),
+        read_only: false,
+    }
+    .connect()
+    .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", url.backend()))?;
+    let (tell, told) = mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("latchkey-db-checkpoint".into())
+        .spawn(move || {
+            while told.recv().is_ok() {
+                if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::warn!("checkpointing the database's WAL failed: {e}");
+                }
+                std::thread::sleep(CHECKPOINT_EVERY);
+            }
+        })?;
+    Ok(tell)
+}
+
+/// How often the checkpointer runs, at most.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Run one call and answer it at once. A call that panics ends its request
+/// with an error (its answer is dropped); the thread goes on.
+fn answer_alone(job: LaneJob, conn: Result<&mut Conn, DbError>) {
+    if let Ok(answer) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))) {
+        answer(None);
+    }
+}
+
+/// Run a group of calls in one write transaction (see `Lane`), then answer
+/// them all: with their own results once the COMMIT succeeded, or with the
+/// reason it did not. A call that panics ends the whole group: the
+/// connection, still inside the transaction, is closed (the pool sees it
+/// broken), which rolls everything back, and every call is answered with
+/// an error — none of them is stored.
+fn run_group(conn: &mut Conn, group: Vec<(Instant, LaneJob)>) {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let Conn::Sqlite(sqlite) = conn else {
+        // Lanes are for SQLite only.
+        for (_, job) in group {
+            answer_alone(job, Err(DbError::Cancelled));
+        }
+        return;
+    };
+    if let Err(e) = AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE") {
+        let reason = e.to_string();
+        for (_, job) in group {
+            answer_alone(job, Err(DbError::Group(reason.clone())));
+        }
+        return;
+    }
+    let mut answers = Vec::with_capacity(group.len());
+    let mut jobs = group.into_iter();
+    for (_, job) in jobs.by_ref() {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&mut *conn)))) {
+            Ok(answer) => answers.push(answer),
+            Err(_) => {
+                // Those that ran are not stored; those that did not, fail.
+                for (_, job) in jobs {
+                    answers.push(job(Err(DbError::Cancelled)));
+                }
+                for answer in answers {
+                    answer(Some(DbError::Cancelled));
+                }
+                return;
+            }
+        }
+    }
+    let Conn::Sqlite(sqlite) = conn else {
+        unreachable!("checked above")
+    };
+    let failed = match <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(sqlite) {
+        Ok(()) => None,
+        Err(e) => {
+            let _ = <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(sqlite);
+            Some(e.to_string())
+        }
+    };
+    for answer in answers {
+        answer(failed.clone().map(DbError::Group));
     }
 }
 
@@ -791,6 +961,89 @@ mod tests {
             assert!(matches!(boom, Err(DbError::Cancelled)));
             assert_eq!(db.run(total).await.unwrap(), 40);
             assert_eq!(db.read(total).await.unwrap(), 40);
+        });
+    }
+
+    /// The writer's groups (`Lane`): calls queued while it is busy commit
+    /// together; one that fails in its own transaction rolls back only its
+    /// own writes; one that panics takes its group with it — nothing of the
+    /// group is stored and every call in it is told so — and the lane goes
+    /// on.
+    #[test]
+    fn sqlite_writer_groups() {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        fn total(c: &mut Conn) -> Result<i64, DbError> {
+            let q = diesel::sql_query("SELECT COALESCE(SUM(n), 0) AS n FROM t");
+            Ok(crate::on_backend!(c, |c| q.get_result::<N>(c))?.n)
+        }
+        fn add(n: i64) -> impl FnOnce(&mut Conn) -> Result<(), DbError> + Send + 'static {
+            move |c| Ok(c.batch_execute(&format!("INSERT INTO t (n) VALUES ({n})"))?)
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&DatabaseUrl::Sqlite(dir.path().join("g.db"))).unwrap();
+        actix_web::rt::System::new().block_on(async {
+            db.run(|c| Ok(c.batch_execute("CREATE TABLE t (n INTEGER NOT NULL)")?))
+                .await
+                .unwrap();
+            // Hold the writer until `calls` have all queued behind it: they
+            // then run as one group.
+            type Call = Box<dyn FnOnce(&mut Conn) -> Result<(), DbError> + Send>;
+            async fn behind_a_busy_writer(db: &Db, calls: Vec<Call>) -> Vec<Result<(), DbError>> {
+                let (started, wait) = std::sync::mpsc::channel();
+                let hold = actix_web::rt::spawn({
+                    let db = db.clone();
+                    async move {
+                        db.run(move |_| {
+                            started.send(()).unwrap();
+                            std::thread::sleep(Duration::from_millis(300));
+                            Ok(())
+                        })
+                        .await
+                    }
+                });
+                // Blocks this thread only until the writer has taken it.
+                actix_web::rt::task::yield_now().await;
+                wait.recv().unwrap();
+                let handles: Vec<_> = calls
+                    .into_iter()
+                    .map(|f| {
+                        let db = db.clone();
+                        actix_web::rt::spawn(async move { db.run(f).await })
+                    })
+                    .collect();
+                hold.await.unwrap().unwrap();
+                let mut out = Vec::new();
+                for h in handles {
+                    out.push(h.await.unwrap());
+                }
+                out
+            }
+            let failing = |c: &mut Conn| -> Result<(), DbError> {
+                c.transaction(|c| {
+                    c.batch_execute("INSERT INTO t (n) VALUES (100)")?;
+                    Err(DbError::Query(diesel::result::Error::RollbackTransaction))
+                })
+            };
+            let got = behind_a_busy_writer(&db, vec![Box::new(add(1)), Box::new(failing), Box::new(add(2))]).await;
+            assert!(got[0].is_ok() && got[2].is_ok(), "{got:?}");
+            assert!(matches!(got[1], Err(DbError::Query(_))), "{got:?}");
+            assert_eq!(db.read(total).await.unwrap(), 3);
+            // A panic: the calls before and after it in its group fail too,
+            // and none of their writes is stored.
+            let boom = |c: &mut Conn| -> Result<(), DbError> {
+                c.batch_execute("INSERT INTO t (n) VALUES (20)")?;
+                panic!("boom")
+            };
+            let got = behind_a_busy_writer(&db, vec![Box::new(add(10)), Box::new(boom), Box::new(add(40))]).await;
+            assert!(got.iter().all(|r| matches!(r, Err(DbError::Cancelled))), "{got:?}");
+            assert_eq!(db.read(total).await.unwrap(), 3);
+            // The lane goes on.
+            db.run(add(5)).await.unwrap();
+            assert_eq!(db.read(total).await.unwrap(), 8);
         });
     }
 
