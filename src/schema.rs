@@ -18,6 +18,7 @@ diesel::table! {
         email -> Nullable<Text>,
         email_verified_at -> Nullable<BigInt>,
         notify_new_browser -> Bool,
+        last_sign_in_event -> Nullable<BigInt>,
     }
 }
 

@@ -183,6 +183,7 @@ impl Auth {
                 email: None,
                 email_verified_at: None,
                 notify_new_browser: true,
+                last_sign_in_event: None,
             };
             actor.event(kind, &probe)
         };

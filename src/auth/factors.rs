@@ -17,6 +17,7 @@ use diesel::Connection as _;
 use super::{Auth, AuthError, AuthResult, Client};
 use crate::core::limits::SECOND_FACTOR_ACCOUNT;
 use crate::core::recovery::RecoveryCode;
+use crate::core::throttle::Counter;
 use crate::core::totp::{TotpCode, TotpSecret};
 use crate::core::types::{CredentialId, TimeStep, UnixTime, UserId};
 use crate::db::credentials::{self, Credential, CredentialKind};
@@ -157,8 +158,17 @@ impl Auth {
     }
 }
 
+/// The account's second-factor counter, in the caller's transaction (which
+/// holds the user's lock, so no other attempt on this account changes it
+/// before this one commits). `None`: nothing on it.
+pub(crate) fn account_counter(c: &mut Conn, user: &User) -> Result<Option<Counter>, DbError> {
+    throttles::read_locked(c, &SECOND_FACTOR_ACCOUNT, &user.id.to_string())
+}
+
 /// The transactional half, in the caller's transaction (which holds the
-/// user's lock): the counter, the acceptance, the failure and the log.
+/// user's lock): the counter (`counter`, from `account_counter` in this
+/// transaction), the acceptance, the failure and the log.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attempt(
     c: &mut Conn,
     user: &User,
@@ -166,26 +176,26 @@ pub(crate) fn attempt(
     input: InputKind,
     prepared: &Prepared,
     client: &Client,
+    counter: Option<Counter>,
     now: UnixTime,
 ) -> Result<FactorOutcome, DbError> {
     let rule = SECOND_FACTOR_ACCOUNT;
     let key = user.id.to_string();
-    let counter = throttles::lock_counter(c, &rule, &key, Some(account))?;
     if let Some(wait) = counter.and_then(|k| rule.retry_after(&k, now.0)) {
         return Ok(FactorOutcome::Throttled(wait));
     }
     let outcome = match prepared {
         Prepared::Totp { matched, reseal } => match matched {
-            Some((cred, step)) if credentials::still_confirmed(c, *cred)? => {
+            // One conditional UPDATE accepts the step of a credential that is
+            // still confirmed; only a refusal looks again to tell a replay
+            // from a credential removed meanwhile.
+            Some((cred, step)) if credentials::accept_step(c, *cred, *step, now)? => {
                 if let Some((id, old, new)) = reseal {
                     credentials::reseal(c, *id, old, new)?;
                 }
-                if credentials::accept_step(c, *cred, *step, now)? {
-                    FactorOutcome::Accepted(FactorUsed::Totp(*cred))
-                } else {
-                    FactorOutcome::Refused(Refusal::Replayed)
-                }
+                FactorOutcome::Accepted(FactorUsed::Totp(*cred))
             }
+            Some((cred, _)) if credentials::still_confirmed(c, *cred)? => FactorOutcome::Refused(Refusal::Replayed),
             _ => FactorOutcome::Refused(Refusal::Wrong(input)),
         },
         Prepared::Recovery { candidates } => {
@@ -209,7 +219,7 @@ pub(crate) fn attempt(
         }
         FactorOutcome::Refused(refusal) => {
             let next = rule.record_failure(counter, now.0);
-            throttles::store_counter(c, &rule, &key, &next)?;
+            throttles::store(c, &rule, &key, Some(account), &next)?;
             let mut e = client.event(Kind::SecondFactorFailed, Some(user));
             if refusal == Refusal::Replayed {
                 e.detail = Some("code already used".into());
@@ -272,7 +282,8 @@ impl Auth {
                     if !crate::db::users::lock(c, user.id)? {
                         return Ok(Err(Rejected::Refused(Refusal::Wrong(kind))));
                     }
-                    match attempt(c, &user, &account, kind, &prepared, &client, now)? {
+                    let counter = account_counter(c, &user)?;
+                    match attempt(c, &user, &account, kind, &prepared, &client, counter, now)? {
                         FactorOutcome::Accepted(used) => Ok(Ok(then(c, used)?)),
                         FactorOutcome::Refused(r) => Ok(Err(Rejected::Refused(r))),
                         FactorOutcome::Throttled(w) => Ok(Err(Rejected::Throttled(w))),

@@ -22,7 +22,7 @@ use crate::core::username::Username;
 use crate::db::events::{self, Kind};
 use crate::db::pending::{self, NewPending};
 use crate::db::users::{self, User};
-use crate::db::{Conn, DbError, browsers, credentials, recovery, throttles};
+use crate::db::{Conn, DbError, browsers, credentials, recovery};
 
 /// A sign-in that is complete: the session may now be signed in.
 #[derive(Clone, Debug)]
@@ -79,6 +79,14 @@ pub enum CodeStep {
     /// Expired, or finished or revoked meanwhile: start again.
     Gone,
     Throttled(i64),
+}
+
+/// How the password step ends when it may skip the code prompt.
+enum Skip {
+    Done(Box<SignedIn>),
+    /// The remembered browser was forgotten meanwhile: ask for a code.
+    Prompt,
+    Gone,
 }
 
 fn pending_hash(id: &str) -> String {
@@ -144,19 +152,20 @@ impl Auth {
                 .db
                 .run(move |c| {
                     c.transaction(|c| {
-                        // Checked again under the user's lock, in the commit
-                        // that signs in: a Forget (or 2FA going off and on)
-                        // that committed since the check above wins.
+                        // The sign-in completes with the user's row as it is
+                        // under their lock.
+                        let Some(user) = users::lock_get(c, user.id)? else {
+                            return Ok(Skip::Gone);
+                        };
+                        // Checked again under the lock, in the commit that
+                        // signs in: a Forget (or 2FA going off and on) that
+                        // committed since the check above wins.
                         if let Some(browser) = remembered {
-                            users::lock(c, user.id)?;
-                            let epoch = users::find(c, user.id)?.map(|u| u.mfa_epoch);
                             let since = now.0 - days * 86_400;
-                            let still = match epoch {
-                                Some(e) if days > 0 => browsers::still_remembered(c, browser, user.id, e, since, now)?,
-                                _ => false,
-                            };
+                            let still = days > 0
+                                && browsers::still_remembered(c, browser, user.id, user.mfa_epoch, since, now)?;
                             if !still {
-                                return Ok(None);
+                                return Ok(Skip::Prompt);
                             }
                         }
                         let done = Completion {
@@ -168,12 +177,15 @@ impl Auth {
                             remember: None,
                             remembered: remembered.is_some(),
                         };
-                        complete(c, done, now).map(Some)
+                        complete(c, done, now).map(|s| Skip::Done(Box::new(s)))
                     })
                 })
                 .await?;
-            if let Some(signed_in) = signed_in {
-                return Ok(PasswordStep::SignedIn(Box::new(signed_in)));
+            match signed_in {
+                Skip::Done(signed_in) => return Ok(PasswordStep::SignedIn(signed_in)),
+                // Deleted while its password was being checked.
+                Skip::Gone => return Ok(PasswordStep::Wrong),
+                Skip::Prompt => {}
             }
         }
         // The code prompt: a real pending sign-in for a right password and
@@ -211,6 +223,11 @@ impl Auth {
 
     /// The second step: a TOTP code or a recovery code for a pending
     /// sign-in; with `remember`, the browser skips it from now on.
+    ///
+    /// One read (the pending sign-in, its user and their credentials) and
+    /// one write transaction: the second factor is the path most requests
+    /// of a busy morning take, and SQLite has one writer
+    /// (docs/PERFORMANCE.md).
     pub async fn submit_code(
         &self,
         pending: &str,
@@ -220,7 +237,26 @@ impl Auth {
     ) -> AuthResult<CodeStep> {
         let now = self.now();
         let hash = pending_hash(pending);
-        let Some(row) = self.pending_sign_in(pending).await? else {
+        let found = {
+            let hash = hash.clone();
+            self.db
+                .read(move |c| {
+                    let Some(row) = pending::find(c, &hash, now)? else {
+                        return Ok(None);
+                    };
+                    let user = match row.user() {
+                        Some(id) => users::find(c, id)?,
+                        None => None,
+                    };
+                    let creds = match &user {
+                        Some(u) => credentials::confirmed(c, u.id)?,
+                        None => Vec::new(),
+                    };
+                    Ok(Some((row, user, creds)))
+                })
+                .await?
+        };
+        let Some((row, user, creds)) = found else {
             return Ok(CodeStep::Gone);
         };
         let input = CodeInput::parse(code);
@@ -230,10 +266,6 @@ impl Auth {
                 attempts_left: PENDING_MAX_ATTEMPTS - row.attempts,
             });
         }
-        let user = match row.user() {
-            Some(id) => self.db.read(move |c| users::find(c, id)).await?,
-            None => None,
-        };
         let Some(user) = user else {
             // A protected sign-in that cannot complete: count the attempt
             // like any other, and refuse it like a wrong code.
@@ -260,8 +292,6 @@ impl Auth {
                 (false, _) => CodeStep::Gone,
             });
         };
-        let uid = user.id;
-        let creds = self.db.read(move |c| credentials::confirmed(c, uid)).await?;
         let Some(prepared) = self.prepare(&user, &creds, &input)? else {
             return Ok(CodeStep::Gone);
         };
@@ -273,23 +303,32 @@ impl Auth {
             .db
             .run(move |c| {
                 c.transaction(|c| {
-                    if !users::lock(c, user.id)? {
+                    // The user's row as it is under the lock: the sign-in
+                    // completes with it (its epochs and address may have
+                    // changed since the read above).
+                    let Some(user) = users::lock_get(c, user.id)? else {
                         return Ok(CodeStep::Gone);
-                    }
+                    };
                     // The account's lock first: a throttled attempt does not
                     // use up one of this sign-in's five.
+                    let counter = factors::account_counter(c, &user)?;
                     let rule = crate::core::limits::SECOND_FACTOR_ACCOUNT;
-                    let counter = throttles::read(c, &rule, &user.id.to_string())?;
                     if let Some(wait) = counter.and_then(|k| rule.retry_after(&k, now.0)) {
                         return Ok(CodeStep::Throttled(wait));
                     }
-                    if !pending::take_attempt(c, &hash, now, PENDING_MAX_ATTEMPTS)? {
+                    // Every attempt on this sign-in runs under the same
+                    // user's lock, so the count read here is the count: the
+                    // attempt is taken (below) by deleting the row for a
+                    // right code, or by counting a wrong one — with no
+                    // UPDATE on the way to a right one.
+                    let Some(alive) = pending::find(c, &hash, now)?.filter(|p| p.attempts < PENDING_MAX_ATTEMPTS)
+                    else {
                         pending::delete(c, &hash)?;
                         return Ok(CodeStep::Gone);
-                    }
-                    match factors::attempt(c, &user, &account, kind, &prepared, &client, now)? {
+                    };
+                    match factors::attempt(c, &user, &account, kind, &prepared, &client, counter, now)? {
                         FactorOutcome::Accepted(used) => {
-                            if !pending::delete(c, &hash)? {
+                            if !pending::finish(c, &hash, now, PENDING_MAX_ATTEMPTS)? {
                                 return Ok(CodeStep::Gone);
                             }
                             let done = Completion {
@@ -305,7 +344,10 @@ impl Auth {
                         }
                         FactorOutcome::Throttled(wait) => Ok(CodeStep::Throttled(wait)),
                         FactorOutcome::Refused(refusal) => {
-                            let left = pending::find(c, &hash, now)?.map_or(0, |p| PENDING_MAX_ATTEMPTS - p.attempts);
+                            if !pending::take_attempt(c, &hash, now, PENDING_MAX_ATTEMPTS)? {
+                                return Ok(CodeStep::Gone);
+                            }
+                            let left = PENDING_MAX_ATTEMPTS - (alive.attempts + 1);
                             if left > 0 {
                                 return Ok(CodeStep::Refused {
                                     refusal,
@@ -446,7 +488,8 @@ pub(crate) struct Completion<'a> {
 
 /// The end of every sign-in, in the caller's transaction: the login
 /// recorded and logged, and the browser known to the account from now on
-/// (and remembered, if asked).
+/// (and remembered, if asked). `done.user` is the row read under the
+/// user's lock in this transaction (`users::lock_get`).
 pub(crate) fn complete(c: &mut Conn, done: Completion<'_>, now: UnixTime) -> Result<SignedIn, DbError> {
     let Completion {
         user,
@@ -457,8 +500,8 @@ pub(crate) fn complete(c: &mut Conn, done: Completion<'_>, now: UnixTime) -> Res
         remember,
         remembered,
     } = done;
-    users::record_login(c, user.id, now)?;
-    let previous_sign_in = events::last_sign_in(c, user.id)?;
+    // The row was read under the user's lock, in this transaction.
+    let previous_sign_in = user.last_sign_in_event;
     let mut event = client.event(Kind::LoginSucceeded, Some(&user));
     event.detail = match factor {
         Some(FactorUsed::RecoveryCode) => Some("with a recovery code".into()),
@@ -467,12 +510,13 @@ pub(crate) fn complete(c: &mut Conn, done: Completion<'_>, now: UnixTime) -> Res
         None if remembered => Some("on a remembered browser: second step skipped".into()),
         None => None,
     };
-    events::record(c, &event, now)?;
+    let logged = events::record_id(c, &event, now)?;
+    users::record_login(c, user.id, logged, now)?;
     let (browser_token, browser, new_browser) = make_known(c, &user, client, token, now)?;
     // A browser the account had not signed in with (not the very first
     // sign-in of an account: every browser is new then).
     if new_browser && user.last_login_at.is_some() {
-        crate::db::outbox::notify(c, crate::core::notice::Notice::NewBrowser, user.id, &event, now)?;
+        crate::db::outbox::notify_user(c, crate::core::notice::Notice::NewBrowser, &user, &event, now)?;
     }
     let remember = match remember {
         Some(r) if r.days > 0 => {
@@ -517,7 +561,7 @@ pub(crate) fn make_known(
         browsers::touch(c, known.id, &hashes[0], now, expires)?;
         return Ok((value.clone(), known.id, false));
     }
-    browsers::insert(
+    let id = browsers::insert(
         c,
         browsers::NewBrowser {
             user: user.id,
@@ -528,7 +572,5 @@ pub(crate) fn make_known(
         },
         now,
     )?;
-    let row = browsers::find(c, std::slice::from_ref(&token.fresh_hash), now)?
-        .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
-    Ok((token.fresh, row.id, true))
+    Ok((token.fresh, id, true))
 }

@@ -366,3 +366,60 @@ fn unlock_clears_every_counter_of_the_account() {
         assert!(matches!(w.sign_in("alice", PW, &net).await, PasswordStep::SignedIn(_)));
     });
 }
+
+#[test]
+fn the_second_factor_lock_is_counted_shown_and_cleared_and_right_codes_write_no_counter() {
+    let w = world();
+    block_on(async {
+        let alice = w.user("alice").await;
+        let secret = w.enrol(&alice).await;
+        w.clock.advance(30);
+        let c = client("192.0.2.1");
+        let counters = |name: String| {
+            let db = w.auth.db.clone();
+            let account = w.auth.account_key(&name);
+            async move {
+                db.read(move |c| crate::db::throttles::for_account(c, &account))
+                    .await
+                    .unwrap()
+                    .0
+                    .len()
+            }
+        };
+        // Right codes only: no counter row is written for the account.
+        let PasswordStep::SecondStep { pending, .. } = w.sign_in("alice", PW, &c).await else {
+            panic!()
+        };
+        let code = secret.code_at_step(crate::core::totp::step_of(w.clock.now()));
+        let step = w.auth.submit_code(&pending, &code, &c, false).await.unwrap();
+        assert!(matches!(step, CodeStep::SignedIn(_)), "{step:?}");
+        assert_eq!(counters("alice".into()).await, 0);
+        // Five wrong codes: the account's counter is created and locks it.
+        w.clock.advance(30);
+        let PasswordStep::SecondStep { pending, .. } = w.sign_in("alice", PW, &c).await else {
+            panic!()
+        };
+        let bad = wrong(&secret, w.clock.now());
+        for _ in 0..5 {
+            w.auth.submit_code(&pending, &bad, &c, false).await.unwrap();
+        }
+        assert_eq!(counters("alice".into()).await, 1);
+        let overview = w.auth.users_overview().await.unwrap();
+        assert!(
+            overview[0].locks.second_factor_until.is_some(),
+            "{:?}",
+            overview[0].locks
+        );
+        let PasswordStep::SecondStep { pending, .. } = w.sign_in("alice", PW, &c).await else {
+            panic!()
+        };
+        let code = secret.code_at_step(crate::core::totp::step_of(w.clock.now()));
+        let step = w.auth.submit_code(&pending, &code, &c, false).await.unwrap();
+        assert!(matches!(step, CodeStep::Throttled(_)), "locked: {step:?}");
+        // Unlock clears it: the right code is taken at once.
+        assert!(w.auth.unlock(Actor::CommandLine, &alice).await.unwrap() >= 1);
+        let step = w.auth.submit_code(&pending, &code, &c, false).await.unwrap();
+        assert!(matches!(step, CodeStep::SignedIn(_)), "{step:?}");
+        assert_eq!(counters("alice".into()).await, 0);
+    });
+}

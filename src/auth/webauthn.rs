@@ -448,7 +448,10 @@ impl Auth {
                 self.db
                     .run(move |c| {
                         c.transaction(|c| {
-                            if !users::lock(c, user.id)? || !pending::delete(c, &pending_hash)? {
+                            let Some(user) = users::lock_get(c, user.id)? else {
+                                return Ok(CodeStep::Gone);
+                            };
+                            if !pending::delete(c, &pending_hash)? {
                                 return Ok(CodeStep::Gone);
                             }
                             if let Err(refusal) = store_assertion(c, &user, &cred, &result, &client, now)? {
@@ -623,9 +626,9 @@ impl Auth {
             .db
             .run(move |c| {
                 c.transaction(|c| {
-                    if !users::lock(c, user.id)? {
+                    let Some(user) = users::lock_get(c, user.id)? else {
                         return Ok(Err(KeyRefusal::Refused));
-                    }
+                    };
                     if let Err(refusal) = store_assertion(c, &user, &cred, &result, &client, now)? {
                         return Ok(Err(refusal));
                     }

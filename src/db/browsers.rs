@@ -46,19 +46,19 @@ pub struct NewBrowser<'a> {
     pub client_address: Option<&'a str>,
 }
 
-pub fn insert(c: &mut Conn, b: NewBrowser<'_>, now: UnixTime) -> Result<(), DbError> {
-    diesel::insert_into(known_browsers::table)
-        .values((
-            known_browsers::user_id.eq(b.user.0),
-            known_browsers::token_hash.eq(b.token_hash),
-            known_browsers::created_at.eq(now.0),
-            known_browsers::last_used_at.eq(now.0),
-            known_browsers::expires_at.eq(b.expires_at.0),
-            known_browsers::user_agent.eq(b.user_agent),
-            known_browsers::client_address.eq(b.client_address),
-        ))
-        .execute(c)?;
-    Ok(())
+/// Insert a known browser; returns its id.
+pub fn insert(c: &mut Conn, b: NewBrowser<'_>, now: UnixTime) -> Result<BrowserId, DbError> {
+    let q = diesel::insert_into(known_browsers::table).values((
+        known_browsers::user_id.eq(b.user.0),
+        known_browsers::token_hash.eq(b.token_hash),
+        known_browsers::created_at.eq(now.0),
+        known_browsers::last_used_at.eq(now.0),
+        known_browsers::expires_at.eq(b.expires_at.0),
+        known_browsers::user_agent.eq(b.user_agent),
+        known_browsers::client_address.eq(b.client_address),
+    ));
+    let id: i64 = crate::on_backend!(c, |c| q.returning(known_browsers::id).get_result(c))?;
+    Ok(BrowserId(id))
 }
 
 /// A sign-in from this browser: its lifetime starts again, and its token

@@ -92,22 +92,27 @@ pub struct Event {
 }
 
 pub fn record(c: &mut Conn, e: &Event, now: UnixTime) -> Result<(), DbError> {
+    record_id(c, e, now).map(|_| ())
+}
+
+/// `record`, returning the new row's id.
+pub fn record_id(c: &mut Conn, e: &Event, now: UnixTime) -> Result<i64, DbError> {
     let ua = e.user_agent.as_deref().map(|s| truncate(s, 256));
-    diesel::insert_into(security_events::table)
-        .values((
-            security_events::created_at.eq(now.0),
-            security_events::user_id.eq(e.user_id.map(|u| u.0)),
-            security_events::username.eq(e.username.as_deref().map(|s| truncate(s, 64))),
-            security_events::kind.eq(e.kind.as_str()),
-            security_events::client_address.eq(e.client_address.as_deref()),
-            security_events::user_agent.eq(ua),
-            security_events::detail.eq(e.detail.as_deref()),
-        ))
-        .execute(c)?;
+    let q = diesel::insert_into(security_events::table).values((
+        security_events::created_at.eq(now.0),
+        security_events::user_id.eq(e.user_id.map(|u| u.0)),
+        security_events::username.eq(e.username.as_deref().map(|s| truncate(s, 64))),
+        security_events::kind.eq(e.kind.as_str()),
+        security_events::client_address.eq(e.client_address.as_deref()),
+        security_events::user_agent.eq(ua),
+        security_events::detail.eq(e.detail.as_deref()),
+    ));
+    let id: i64 = crate::on_backend!(c, |c| q.returning(security_events::id).get_result(c))?;
     // Sign-in outcomes and lockouts are counted where they are logged.
     crate::metrics::security_event(e.kind.as_str());
     // The email it causes, in the same commit.
-    super::outbox::for_event(c, e, now)
+    super::outbox::for_event(c, e, now)?;
+    Ok(id)
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -198,18 +203,6 @@ pub fn signed_in_since_from(
     };
     let n: i64 = q.count().get_result(c)?;
     Ok(n > 0)
-}
-
-/// The id of `user`'s newest successful sign-in, if any (read before a
-/// sign-in is logged: the one before it).
-pub fn last_sign_in(c: &mut Conn, user: UserId) -> Result<Option<i64>, DbError> {
-    Ok(security_events::table
-        .filter(security_events::user_id.eq(user.0))
-        .filter(security_events::kind.eq(Kind::LoginSucceeded.as_str()))
-        .order(security_events::id.desc())
-        .select(security_events::id)
-        .first(c)
-        .optional()?)
 }
 
 /// One successful sign-in, as "Previous sign-in" shows it.

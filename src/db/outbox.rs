@@ -130,6 +130,33 @@ pub fn notify(c: &mut Conn, notice: Notice, user: UserId, e: &Event, now: UnixTi
     let Some((Some(to), Some(_), wants_optional)) = found else {
         return Ok(());
     };
+    send(c, notice, user, &to, wants_optional, e, now)
+}
+
+/// `notify`, for a user row the caller read in this transaction (under the
+/// user's lock): no second read of the address.
+pub fn notify_user(
+    c: &mut Conn,
+    notice: Notice,
+    user: &super::users::User,
+    e: &Event,
+    now: UnixTime,
+) -> Result<(), DbError> {
+    match user.verified_email() {
+        Some(to) => send(c, notice, user.id, to, user.notify_new_browser, e, now),
+        None => Ok(()),
+    }
+}
+
+fn send(
+    c: &mut Conn,
+    notice: Notice,
+    user: UserId,
+    to: &str,
+    wants_optional: bool,
+    e: &Event,
+    now: UnixTime,
+) -> Result<(), DbError> {
     if notice.optional() && !wants_optional {
         return Ok(());
     }
@@ -148,7 +175,7 @@ pub fn notify(c: &mut Conn, notice: Notice, user: UserId, e: &Event, now: UnixTi
         c,
         notice,
         Some(user),
-        &to,
+        to,
         e.detail.as_deref(),
         e.client_address.as_deref(),
         e.user_agent.as_deref(),

@@ -1,6 +1,8 @@
 //! Sign-ins waiting for their second step. The session holds a random id,
 //! this table its SHA-256 and the count of wrong codes — counted here, in
-//! one conditional statement, so wrong codes sent at once are each counted.
+//! one conditional statement, so wrong codes sent at once are each counted
+//! (and a code for an account is checked under that user's row lock, so
+//! the count read there is current).
 
 use diesel::prelude::*;
 
@@ -78,6 +80,20 @@ pub fn take_attempt(c: &mut Conn, id_hash: &str, now: UnixTime, max: i32) -> Res
     .set(pending_sign_ins::attempts.eq(pending_sign_ins::attempts + 1))
     .execute(c)?;
     Ok(n == 1)
+}
+
+/// Finish a pending sign-in whose code was accepted, under the user's lock:
+/// `false` if it died meanwhile (expired, cancelled, used up or finished by
+/// another request), and then nothing is deleted.
+pub fn finish(c: &mut Conn, id_hash: &str, now: UnixTime, max: i32) -> Result<bool, DbError> {
+    Ok(diesel::delete(
+        pending_sign_ins::table
+            .find(id_hash)
+            .filter(pending_sign_ins::expires_at.gt(now.0))
+            .filter(pending_sign_ins::attempts.lt(max)),
+    )
+    .execute(c)?
+        == 1)
 }
 
 /// Finish (or abandon) a pending sign-in. `false` if it was already gone —

@@ -38,23 +38,16 @@ pub fn insert(c: &mut Conn, row: &SessionRow<'_>, now: UnixTime) -> Result<(), D
 }
 
 /// Move a session to a new key (`row.id_hash`): the old key stops working
-/// in the same statement that makes the new one work. If the old row is
+/// in the same commit that makes the new one work. If the old row is
 /// already gone (revoked, expired, or never stored), the new one is
-/// inserted, as a delete and an insert would have done.
+/// inserted all the same. A delete and an insert, not an UPDATE of the
+/// key: every sign-in does this, and diesel prepares an UPDATE again on
+/// every call but caches these two.
 pub fn rekey(c: &mut Conn, old_id_hash: &str, row: &SessionRow<'_>, now: UnixTime) -> Result<(), DbError> {
-    let moved = diesel::update(sessions::table.find(old_id_hash).filter(sessions::expires_at.gt(now.0)))
-        .set((
-            sessions::id_hash.eq(row.id_hash),
-            sessions::user_id.eq(row.user.map(|u| u.0)),
-            sessions::state.eq(row.state),
-            sessions::created_at.eq(now.0),
-            sessions::expires_at.eq(row.expires_at.0),
-        ))
-        .execute(c)?;
-    if moved == 0 {
-        insert(c, row, now)?;
-    }
-    Ok(())
+    c.transaction(|c| {
+        diesel::delete(sessions::table.find(old_id_hash)).execute(c)?;
+        insert(c, row, now)
+    })
 }
 
 /// Update a live session. A row that is gone (revoked, expired) stays gone:

@@ -54,6 +54,49 @@ pub fn lock_counter(c: &mut Conn, rule: &Rule, key: &str, account: Option<&str>)
     Ok(Some(counter_of(row)).filter(|k| k.failures > 0 || k.locked_until > 0))
 }
 
+/// Read a counter and, on PostgreSQL, lock its row if it exists
+/// (`SELECT … FOR UPDATE`; on SQLite the caller's write transaction is the
+/// lock). For a counter that only the holder of another lock changes (the
+/// second-factor counter, under the user's row lock): the common case,
+/// no counter at all, then writes nothing, and `store` creates the row
+/// when there is a failure to count. An Unlock that deletes the row waits
+/// for this transaction, as with `lock_counter`.
+pub fn read_locked(c: &mut Conn, rule: &Rule, key: &str) -> Result<Option<Counter>, DbError> {
+    let q = throttles::table.find((rule.scope, key)).select((
+        throttles::failures,
+        throttles::last_failure,
+        throttles::locked_until,
+    ));
+    let row: Option<(i32, i64, i64)> = match c {
+        Conn::Sqlite(c) => q.get_result(c).optional()?,
+        Conn::Postgres(c) => q.for_update().get_result(c).optional()?,
+    };
+    Ok(row.map(counter_of).filter(|k| k.failures > 0 || k.locked_until > 0))
+}
+
+/// Store a counter read by `read_locked`, creating its row if needed.
+pub fn store(c: &mut Conn, rule: &Rule, key: &str, account: Option<&str>, counter: &Counter) -> Result<(), DbError> {
+    let failures = i32::try_from(counter.failures).unwrap_or(i32::MAX);
+    crate::on_backend!(c, |c| diesel::insert_into(throttles::table)
+        .values((
+            throttles::scope.eq(rule.scope),
+            throttles::key.eq(key),
+            throttles::failures.eq(failures),
+            throttles::last_failure.eq(counter.last_failure),
+            throttles::locked_until.eq(counter.locked_until),
+            throttles::account.eq(account),
+        ))
+        .on_conflict((throttles::scope, throttles::key))
+        .do_update()
+        .set((
+            throttles::failures.eq(failures),
+            throttles::last_failure.eq(counter.last_failure),
+            throttles::locked_until.eq(counter.locked_until),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
 /// Store a counter whose row the caller has locked.
 pub fn store_counter(c: &mut Conn, rule: &Rule, key: &str, counter: &Counter) -> Result<(), DbError> {
     diesel::update(throttles::table.find((rule.scope, key)))

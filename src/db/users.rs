@@ -33,6 +33,8 @@ pub struct User {
     pub email_verified_at: Option<i64>,
     /// "Email me about sign-ins from new browsers".
     pub notify_new_browser: bool,
+    /// The security-log id of the latest sign-in (`None`: never signed in).
+    pub last_sign_in_event: Option<i64>,
 }
 
 impl User {
@@ -184,11 +186,27 @@ pub fn all(c: &mut Conn) -> Result<Vec<User>, DbError> {
         .load(c)?)
 }
 
-pub fn record_login(c: &mut Conn, id: UserId, now: UnixTime) -> Result<(), DbError> {
+/// A sign-in, and its security-log row (the next one's "previous sign-in").
+pub fn record_login(c: &mut Conn, id: UserId, event: i64, now: UnixTime) -> Result<(), DbError> {
     diesel::update(users::table.find(id.0))
-        .set(users::last_login_at.eq(now.0))
+        .set((users::last_login_at.eq(now.0), users::last_sign_in_event.eq(event)))
         .execute(c)?;
     Ok(())
+}
+
+/// The user's lock, like `lock`, and their row as it is under it (`None`
+/// when the user is gone); a sign-in completes with this row, not with one
+/// read before the lock. On PostgreSQL `SELECT … FOR UPDATE`. On SQLite a
+/// plain SELECT: it is for the server's writer, whose every call runs in a
+/// transaction that began `IMMEDIATE` (`db::Lane`), holding the write lock
+/// already. Unlike `lock`'s UPDATE, neither is prepared again on every call
+/// (diesel caches no UPDATE statement), and this is the busiest path.
+pub fn lock_get(c: &mut Conn, id: UserId) -> Result<Option<User>, DbError> {
+    let row = users::table.find(id.0);
+    Ok(match c {
+        Conn::Sqlite(c) => row.select(User::as_select()).get_result(c).optional()?,
+        Conn::Postgres(c) => row.select(User::as_select()).for_update().get_result(c).optional()?,
+    })
 }
 
 /// Take the lock that serialises changes to one user's factors and

@@ -78,29 +78,39 @@ pub struct CodeForm {
     remember_browser: Option<String>,
 }
 
+/// The prompt again, with why the code was not accepted. What it offers is
+/// read only here: an accepted code (the common case) needs none of it.
+async fn again(
+    state: &AppState,
+    req: &HttpRequest,
+    pending: &PendingLogin,
+    status: StatusCode,
+    message: String,
+) -> Result<HttpResponse, AppError> {
+    let (keys, _) = offer(state, pending).await?.unwrap_or((false, false));
+    let remember_days = state.auth.mfa_policy().await?.remember_days;
+    let page = Page::new(req, &pending.session, None, Nav::None, TITLE).with_flash(Flash::error(message));
+    render(
+        status,
+        &TwoFactorPage {
+            page,
+            keys,
+            keys_first: false,
+            protected: pending.protected,
+            remember_days,
+        },
+    )
+}
+
 pub async fn submit(
     Posted { who: pending, form }: Posted<PendingLogin, CodeForm>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let session = &pending.session;
-    let (keys, _) = offer(&state, &pending).await?.unwrap_or((false, false));
-    let remember_days = state.auth.mfa_policy().await?.remember_days;
-    let again = |status: StatusCode, message: String| {
-        let page = Page::new(&req, session, None, Nav::None, TITLE).with_flash(Flash::error(message));
-        render(
-            status,
-            &TwoFactorPage {
-                page,
-                keys,
-                keys_first: false,
-                protected: pending.protected,
-                remember_days,
-            },
-        )
-    };
     if form.code.len() > MAX_CODE_INPUT {
-        return again(StatusCode::BAD_REQUEST, refusal_message(Refusal::Malformed).into());
+        let message = refusal_message(Refusal::Malformed).into();
+        return again(&state, &req, &pending, StatusCode::BAD_REQUEST, message).await;
     }
     let client = client(&req);
     let remember = form.remember_browser.as_deref() == Some("on");
@@ -132,7 +142,10 @@ pub async fn submit(
         CodeStep::Refused {
             refusal: Refusal::Malformed,
             ..
-        } => again(StatusCode::BAD_REQUEST, malformed_message(&form.code).into()),
+        } => {
+            let message = malformed_message(&form.code).into();
+            again(&state, &req, &pending, StatusCode::BAD_REQUEST, message).await
+        }
         CodeStep::Refused { refusal, attempts_left } => {
             let mut message = refusal_message(refusal).to_string();
             if attempts_left < PENDING_MAX_ATTEMPTS - 1 {
@@ -141,7 +154,7 @@ pub async fn submit(
                     if attempts_left == 1 { "" } else { "s" }
                 ));
             }
-            again(StatusCode::UNAUTHORIZED, message)
+            again(&state, &req, &pending, StatusCode::UNAUTHORIZED, message).await
         }
         CodeStep::Ended => Ok(start_over(
             &pending,
