@@ -341,10 +341,9 @@ impl Db {
         let (pool, lanes) = match url {
             DatabaseUrl::Sqlite(_) => {
                 let writer = Self::pool(url, 1, false)?;
-                let checkpoints = start_checkpointer(url)?;
                 let lanes = Lanes {
-                    writer: Lane::start(writer.clone(), "writer", Some(checkpoints))?,
-                    readers: Lane::start(Self::pool(url, 2, true)?, "reader", None)?,
+                    writer: Lane::start(writer.clone(), "writer", true)?,
+                    readers: Lane::start(Self::pool(url, 2, true)?, "reader", false)?,
                 };
                 (writer, Some(lanes))
             }
@@ -560,18 +559,12 @@ const GROUP_MAX: usize = 64;
 impl Lane {
     /// One thread per connection of `pool`; they end when the last `Db` is
     /// dropped (the queue disconnects).
-    /// `checkpoints`: for the writer, which then commits in groups (above)
-    /// and tells the checkpointer after each.
-    fn start(
-        pool: Pool<Manager>,
-        name: &'static str,
-        checkpoints: Option<mpsc::SyncSender<()>>,
-    ) -> anyhow::Result<Self> {
-        let grouped = checkpoints.is_some();
+    /// `grouped`: the writer, which commits in groups (above).
+    fn start(pool: Pool<Manager>, name: &'static str, grouped: bool) -> anyhow::Result<Self> {
         let (jobs, queue) = mpsc::channel::<(Instant, LaneJob)>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..pool.max_size() {
-            let (pool, queue, checkpoints) = (pool.clone(), queue.clone(), checkpoints.clone());
+            let (pool, queue) = (pool.clone(), queue.clone());
             std::thread::Builder::new()
                 .name(format!("latchkey-db-{name}-{i}"))
                 .spawn(move || {
@@ -616,10 +609,8 @@ impl Lane {
                         for (queued, _) in &group {
                             crate::metrics::db_waited(name, queued.elapsed());
                         }
-                        if let Some(checkpoints) = &checkpoints {
+                        if grouped {
                             run_group(&mut conn, group);
-                            // Full: a checkpoint is due already.
-                            let _ = checkpoints.try_send(());
                         } else {
                             for (_, job) in group {
                                 answer_alone(job, Ok(&mut conn));
@@ -653,43 +644,6 @@ impl Lane {
         answer.await.map_err(|_| DbError::Cancelled)?
     }
 }
-
-/// The WAL grows by every commit and is copied back into the database
-/// file by a checkpoint. SQLite does that in the commit that crosses 1,000
-/// pages, on the writer's thread — a fifth of its time under load. This
-/// thread, with its own connection, does most of that copying beside the
-/// writer, on the other core: after a commit, at most every
-/// `CHECKPOINT_EVERY`, a PASSIVE checkpoint (it never waits for, nor
-/// blocks, the writer or the readers). The writer keeps SQLite's own
-/// checkpoint, which then finds little left to copy: under a constant
-/// stream of commits a checkpoint beside the writer never catches up with
-/// it, and only the writer's, between two of its transactions, lets the WAL
-/// start over (without it the WAL grew by 6 MB/s; docs/PERFORMANCE.md).
-/// Idle, this thread sleeps. It ends with the writer's thread (its sender
-/// dropped).
-fn start_checkpointer(url: &DatabaseUrl) -> anyhow::Result<mpsc::SyncSender<()>> {
-    let mut conn = Manager {
-        url: url.clone(),
-        read_only: false,
-    }
-    .connect()
-    .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", url.backend()))?;
-    let (tell, told) = mpsc::sync_channel::<()>(1);
-    std::thread::Builder::new()
-        .name("latchkey-db-checkpoint".into())
-        .spawn(move || {
-            while told.recv().is_ok() {
-                if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
-                    tracing::warn!("checkpointing the database's WAL failed: {e}");
-                }
-                std::thread::sleep(CHECKPOINT_EVERY);
-            }
-        })?;
-    Ok(tell)
-}
-
-/// How often the checkpointer runs, at most.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// Run one call and answer it at once. A call that panics ends its request
 /// with an error (its answer is dropped); the thread goes on.
