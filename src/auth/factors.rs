@@ -133,7 +133,8 @@ impl Auth {
                 for cred in creds.iter().filter(|c| c.kind() == Some(CredentialKind::Totp)) {
                     let Some(sealed) = &cred.secret_sealed else { continue };
                     let secret = self.open_totp(user.id, sealed)?;
-                    if let Some(step) = secret.verify(code, now.0, self.settings.totp_skew) {
+                    let used = cred.last_step.and_then(|s| u64::try_from(s).ok());
+                    if let Some(step) = secret.verify_after(code, now.0, self.settings.totp_skew, used) {
                         let step = TimeStep(i64::try_from(step).map_err(AuthError::internal)?);
                         matched = Some((cred.id, step));
                         if self.keys.is_stale(sealed) {

@@ -60,17 +60,30 @@ impl TotpSecret {
     /// compared in constant time, whether or not an earlier one matched, so
     /// the time taken says nothing about the code.
     pub fn verify(&self, code: &TotpCode, unix_now: i64, skew: u8) -> Option<u64> {
+        self.verify_after(code, unix_now, skew, None)
+    }
+
+    /// `verify`, preferring a step after `used` (the last accepted one):
+    /// two steps of one window share a code about once in 500,000 windows,
+    /// and a code typed for the current step must not be taken for the one
+    /// before it and refused as a replay. Returns the first matching step
+    /// after `used`, else the first matching step (which is then a replay).
+    pub fn verify_after(&self, code: &TotpCode, unix_now: i64, skew: u8, used: Option<u64>) -> Option<u64> {
         let now_step = step_of(unix_now);
         let skew = u64::from(skew.min(MAX_SKEW));
-        let mut found: Option<u64> = None;
+        let mut first: Option<u64> = None;
+        let mut fresh: Option<u64> = None;
         for step in now_step.saturating_sub(skew)..=now_step + skew {
             let expected = self.code_at_step(step);
             let hit: bool = expected.as_bytes().ct_eq(code.0.as_bytes()).into();
-            if hit && found.is_none() {
-                found = Some(step);
+            if hit && first.is_none() {
+                first = Some(step);
+            }
+            if hit && fresh.is_none() && used.is_none_or(|u| step > u) {
+                fresh = Some(step);
             }
         }
-        found
+        fresh.or(first)
     }
 }
 
@@ -126,6 +139,24 @@ fn group(s: &str, n: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// Steps 59,061,240 and 59,061,241 of the RFC seed share the code
+    /// 963181 (found with Python's hmac, an implementation independent of
+    /// ours). After 59,061,240 was used, that code at 59,061,241 is that
+    /// step's, not a replay of the one before.
+    #[test]
+    fn a_code_shared_by_two_steps_is_taken_for_the_unused_one() {
+        let s = super::TotpSecret::from_bytes(b"12345678901234567890").unwrap();
+        let (a, b) = (59_061_240_u64, 59_061_241_u64);
+        assert_eq!(s.code_at_step(a), "963181");
+        assert_eq!(s.code_at_step(b), "963181");
+        let code = super::TotpCode::parse("963181").unwrap();
+        let now = i64::try_from(b * super::STEP_SECONDS).unwrap();
+        assert_eq!(s.verify(&code, now, 1), Some(a));
+        assert_eq!(s.verify_after(&code, now, 1, None), Some(a));
+        assert_eq!(s.verify_after(&code, now, 1, Some(a)), Some(b));
+        assert_eq!(s.verify_after(&code, now, 1, Some(b)), Some(a), "both used: a replay");
+    }
+
     use super::*;
 
     /// The RFC 6238 appendix B seed for SHA-1.
