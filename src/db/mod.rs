@@ -8,10 +8,12 @@
 //! mistyped PostgreSQL URL; our pool manager never calls it.) Each backend
 //! has its own migrations folder; one `schema.rs` serves both.
 //!
-//! Queries are written once against [`Conn`]. On SQLite every transaction
-//! that writes starts with a write statement, so it takes the write lock at
-//! once (like `BEGIN IMMEDIATE`); on PostgreSQL the same first statement is a
-//! conditional UPDATE that locks the row it checks.
+//! Queries are written once against [`Conn`]. On SQLite the server's writer
+//! runs every call inside a `BEGIN IMMEDIATE` transaction (`Lane`), so the
+//! write lock is held from the start; elsewhere (the CLI's one connection)
+//! every transaction that writes starts with a write statement, which takes
+//! it at once as well. On PostgreSQL the first statement locks the row it
+//! checks (a conditional UPDATE or `SELECT … FOR UPDATE`).
 //!
 //! Lookups by a key read with `.get_result`, not `.first`: `.first` adds
 //! `LIMIT ?`, and SQLite re-compiles a statement whose LIMIT parameter is
