@@ -694,15 +694,20 @@ fn run_group(conn: &mut Conn, group: Vec<(Instant, LaneJob)>) {
             }
         }
     }
-    let Conn::Sqlite(sqlite) = conn else {
-        unreachable!("checked above")
-    };
-    let failed = match <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(sqlite) {
-        Ok(()) => None,
-        Err(e) => {
-            let _ = <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(sqlite);
-            Some(e.to_string())
+    // (The connection is the SQLite one checked above; this thread has no
+    // `catch_unwind` around it, so no panic here either way.)
+    let failed = match conn {
+        Conn::Sqlite(sqlite) => {
+            match <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(sqlite) {
+                Ok(()) => None,
+                Err(e) => {
+                    let _ =
+                        <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(sqlite);
+                    Some(e.to_string())
+                }
+            }
         }
+        Conn::Postgres(_) => Some("not the SQLite writer's connection".into()),
     };
     for answer in answers {
         answer(failed.clone().map(DbError::Group));
@@ -860,20 +865,23 @@ mod tests {
         );
     }
 
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    /// The sum of the lane tests' table `t`.
+    fn total(c: &mut Conn) -> Result<i64, DbError> {
+        let q = diesel::sql_query("SELECT COALESCE(SUM(n), 0) AS n FROM t");
+        Ok(crate::on_backend!(c, |c| q.get_result::<N>(c))?.n)
+    }
+
     /// The SQLite lanes: writes on the writer's thread, reads beside it on
     /// connections that refuse to write, calls serialised, a panicking call
     /// answered with an error while the thread lives on.
     #[test]
     fn sqlite_lanes() {
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        fn total(c: &mut Conn) -> Result<i64, DbError> {
-            let q = diesel::sql_query("SELECT COALESCE(SUM(n), 0) AS n FROM t");
-            Ok(crate::on_backend!(c, |c| q.get_result::<N>(c))?.n)
-        }
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&DatabaseUrl::Sqlite(dir.path().join("l.db"))).unwrap();
         actix_web::rt::System::new().block_on(async {
@@ -927,15 +935,6 @@ mod tests {
     /// on.
     #[test]
     fn sqlite_writer_groups() {
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        fn total(c: &mut Conn) -> Result<i64, DbError> {
-            let q = diesel::sql_query("SELECT COALESCE(SUM(n), 0) AS n FROM t");
-            Ok(crate::on_backend!(c, |c| q.get_result::<N>(c))?.n)
-        }
         fn add(n: i64) -> impl FnOnce(&mut Conn) -> Result<(), DbError> + Send + 'static {
             move |c| Ok(c.batch_execute(&format!("INSERT INTO t (n) VALUES ({n})"))?)
         }
@@ -946,35 +945,40 @@ mod tests {
                 .await
                 .unwrap();
             // Hold the writer until `calls` have all queued behind it: they
-            // then run as one group.
+            // then run as one group. The hold ends when the test says so, not
+            // after some time, so a slow machine changes nothing.
             type Call = Box<dyn FnOnce(&mut Conn) -> Result<(), DbError> + Send>;
             async fn behind_a_busy_writer(db: &Db, calls: Vec<Call>) -> Vec<Result<(), DbError>> {
-                let (started, wait) = std::sync::mpsc::channel();
-                let hold = actix_web::rt::spawn({
-                    let db = db.clone();
-                    async move {
-                        db.run(move |_| {
-                            started.send(()).unwrap();
-                            std::thread::sleep(Duration::from_millis(300));
-                            Ok(())
-                        })
-                        .await
-                    }
-                });
-                // Blocks this thread only until the writer has taken it.
-                actix_web::rt::task::yield_now().await;
-                wait.recv().unwrap();
-                let handles: Vec<_> = calls
-                    .into_iter()
-                    .map(|f| {
-                        let db = db.clone();
-                        actix_web::rt::spawn(async move { db.run(f).await })
+                use std::future::Future;
+                use std::task::Poll;
+                // Poll once: `Lane::run` queues its call on the first poll.
+                async fn queue<F: Future + ?Sized>(mut f: std::pin::Pin<&mut F>) {
+                    std::future::poll_fn(|cx| {
+                        let _ = f.as_mut().poll(cx);
+                        Poll::Ready(())
                     })
-                    .collect();
-                hold.await.unwrap().unwrap();
+                    .await
+                }
+                let (started, wait) = std::sync::mpsc::channel();
+                let (release, held) = std::sync::mpsc::channel::<()>();
+                let mut hold = std::pin::pin!(db.run(move |_| {
+                    let _ = started.send(());
+                    // Until `release` is sent or dropped.
+                    let _ = held.recv();
+                    Ok(())
+                }));
+                queue(hold.as_mut()).await;
+                // The writer has taken the hold, alone: the calls queue next.
+                wait.recv().unwrap();
+                let mut pending: Vec<_> = calls.into_iter().map(|f| Box::pin(db.run(f))).collect();
+                for call in &mut pending {
+                    queue(call.as_mut()).await;
+                }
+                release.send(()).unwrap();
+                hold.await.unwrap();
                 let mut out = Vec::new();
-                for h in handles {
-                    out.push(h.await.unwrap());
+                for call in pending {
+                    out.push(call.await);
                 }
                 out
             }

@@ -23,16 +23,6 @@ fn counter_of((f, l, u): (i32, i64, i64)) -> Counter {
     }
 }
 
-/// A counter's state, without locking it.
-pub fn read(c: &mut Conn, rule: &Rule, key: &str) -> Result<Option<Counter>, DbError> {
-    let row: Option<(i32, i64, i64)> = throttles::table
-        .find((rule.scope, key))
-        .select((throttles::failures, throttles::last_failure, throttles::locked_until))
-        .get_result(c)
-        .optional()?;
-    Ok(row.map(counter_of).filter(|k| k.failures > 0 || k.locked_until > 0))
-}
-
 /// Lock a counter's row (creating it) and read it. `None` for a counter
 /// with nothing on it.
 pub fn lock_counter(c: &mut Conn, rule: &Rule, key: &str, account: Option<&str>) -> Result<Option<Counter>, DbError> {
