@@ -120,30 +120,68 @@ async fn sign_in(ui: &Ui, user: &str) -> WebDriverResult<()> {
     ui.goto("/login").await?;
     ui.type_into("username", user).await?;
     ui.type_into("password", PASSWORD).await?;
-    ui.click("login-submit").await
+    click_away(ui, "login-submit").await
 }
 
 async fn sign_out(ui: &Ui) -> WebDriverResult<()> {
-    ui.click("logout").await?;
+    click_away(ui, "logout").await?;
     ui.el("login-submit").await?;
     Ok(())
 }
 
-/// Wait until the browser is at `path` (a ceremony navigates on its own).
+/// Mark the page now shown as left, so that `arrive` waits for the next
+/// one even where it has the same path (a form that comes back to its own
+/// page, or a ceremony that has not navigated yet).
+async fn leave(ui: &Ui) -> WebDriverResult<()> {
+    ui.driver.execute("window.latchkeyLeft = true;", Vec::new()).await?;
+    Ok(())
+}
+
+/// Click something that goes to another page (see `leave`).
+async fn click_away(ui: &Ui, id: &str) -> WebDriverResult<()> {
+    leave(ui).await?;
+    ui.click(id).await
+}
+
+/// Whether the browser shows a page at `path` that is not one it left, and
+/// has loaded it. (While a page is being replaced a script may not run:
+/// that is "not yet".)
+async fn at(ui: &Ui, path: &str) -> WebDriverResult<bool> {
+    if ui.path().await? != path {
+        return Ok(false);
+    }
+    let fresh = ui
+        .driver
+        .execute(
+            "return !window.latchkeyLeft && document.readyState === 'complete';",
+            Vec::new(),
+        )
+        .await;
+    Ok(fresh.is_ok_and(|r| r.json().as_bool() == Some(true)))
+}
+
+/// Wait until the browser is at a new page at `path` (a ceremony navigates
+/// on its own); if it never gets there, say what the page said.
 async fn arrive(ui: &Ui, path: &str) -> WebDriverResult<()> {
     for _ in 0..600 {
-        if ui.path().await? == path {
+        if at(ui, path).await? {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("never reached {path}; at {}", ui.path().await?);
+    let mut said = String::new();
+    for id in ["webauthn-status", "flash"] {
+        if ui.exists(id).await? {
+            said.push_str(&format!(" #{id}: {:?}", ui.text(id).await?));
+        }
+    }
+    panic!("never reached {path}; at {}{said}", ui.path().await?);
 }
 
 async fn add_key(ui: &Ui, name: &str) -> WebDriverResult<()> {
     ui.goto("/settings/account/mfa").await?;
     ui.type_into("webauthn-name", name).await?;
-    ui.click("webauthn-add").await
+    click_away(ui, "webauthn-add").await
 }
 
 async fn walk(app: &TestApp, ui: &Ui) -> WebDriverResult<()> {
@@ -167,15 +205,15 @@ async fn walk(app: &TestApp, ui: &Ui) -> WebDriverResult<()> {
     // A passkey alone signs in from the sign-in page: offered in the
     // username field's suggestions (conditional UI, which the virtual
     // authenticator accepts at once), or with the button.
-    ui.click("logout").await?;
+    click_away(ui, "logout").await?;
     for _ in 0..50 {
-        if ui.path().await? == "/" {
+        if at(ui, "/").await? {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    if ui.path().await? != "/" {
-        ui.click("login-passkey").await?;
+    if !at(ui, "/").await? {
+        click_away(ui, "login-passkey").await?;
         arrive(ui, "/").await?;
     }
 
@@ -201,6 +239,7 @@ async fn walk(app: &TestApp, ui: &Ui) -> WebDriverResult<()> {
     // Remove the first (the passkey whose authenticator is gone).
     let first = &items[0];
     assert!(first.text().await?.contains("Laptop passkey"));
+    leave(ui).await?;
     first.find(By::ClassName("webauthn-remove")).await?.click().await?;
     arrive(ui, "/settings/account/mfa").await?;
     assert_eq!(ui.el("webauthn-list").await?.find_all(By::Tag("li")).await?.len(), 1);
@@ -229,7 +268,7 @@ async fn walk(app: &TestApp, ui: &Ui) -> WebDriverResult<()> {
     // Key-only 2FA, key lost: a recovery code from the set shown last.
     usb.remove().await?;
     ui.type_into("code", &codes[0]).await?;
-    ui.click("two-factor-submit").await?;
+    click_away(ui, "two-factor-submit").await?;
     arrive(ui, "/").await?;
     Ok(())
 }
