@@ -351,13 +351,18 @@ impl Auth {
     /// were handled (at most 50 per call).
     pub async fn finish_unfinished_sign_ins(&self) -> AuthResult<usize> {
         let now = self.now();
+        // Looked for beside the writer, once a second, with no index on the
+        // expiry (a scan of a small table): the writer only gets a call when
+        // there is something to do. What was read stays due: an expired
+        // sign-in is never accepted again, and one finished meanwhile is
+        // gone (its delete below finds nothing and it is skipped).
+        let due = self.db.read(move |c| pending::expired_with_user(c, now, 50)).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
         Ok(self
             .db
             .run(move |c| {
-                let due = pending::expired_with_user(c, now, 50)?;
-                if due.is_empty() {
-                    return Ok(0);
-                }
                 c.transaction(|c| {
                     let mut n = 0;
                     for p in due {
