@@ -241,6 +241,32 @@ impl DbError {
     }
 }
 
+/// SQLite's process-wide settings, before the process's first connection
+/// (`sqlite3_config` is refused once the library is initialised, and then
+/// the defaults stay, which are correct too, only slower):
+/// - multi-thread mode: no mutex around every call on a connection. Each
+///   connection is used by one thread at a time — a diesel connection is
+///   `Send` but not `Sync`, and each lane's thread owns its connection
+///   while it runs a call — which is what this mode asks;
+/// - no memory statistics: they take a global mutex on every allocation,
+///   and nothing here reads them.
+///
+/// Written by hand: diesel has no setting for either. Both were a few per
+/// cent of the writer's time in scenario (b) (docs/PERFORMANCE.md).
+pub fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_config` is called before any other SQLite call in
+        // this process (the `Once`, run ahead of every connection this
+        // program opens) with the argument types these options take; when
+        // it is too late it returns SQLITE_MISUSE and changes nothing.
+        unsafe {
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD);
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
+        }
+    });
+}
+
 /// Makes connections of the backend the URL named, and nothing else.
 pub struct Manager {
     url: DatabaseUrl,
@@ -256,6 +282,7 @@ impl ManageConnection for Manager {
     fn connect(&self) -> Result<Conn, Self::Error> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
+                configure_sqlite();
                 let mut c = SqliteConnection::establish(&path.to_string_lossy())
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 // `temp_store = MEMORY`: the savepoints' sub-journals (a
