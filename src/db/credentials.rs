@@ -8,6 +8,7 @@
 
 use diesel::prelude::*;
 
+use super::fixed::{Fixed, FixedSql};
 use super::{Conn, DbError};
 use crate::core::types::{CredentialId, TimeStep, UnixTime, UserId};
 use crate::schema::credentials;
@@ -230,14 +231,18 @@ pub fn delete_pending(c: &mut Conn, id: CredentialId) -> Result<(), DbError> {
 /// than every step accepted before. One conditional UPDATE: of any number
 /// of concurrent requests with the same code, exactly one gets `true`.
 pub fn accept_step(c: &mut Conn, id: CredentialId, step: TimeStep, now: UnixTime) -> Result<bool, DbError> {
-    let n = diesel::update(
-        credentials::table
-            .find(id.0)
-            .filter(credentials::confirmed_at.is_not_null())
-            .filter(credentials::last_step.is_null().or(credentials::last_step.lt(step.0))),
-    )
-    .set((credentials::last_step.eq(step.0), credentials::last_used_at.eq(now.0)))
-    .execute(c)?;
+    // Kept prepared (`fixed`): this runs for every accepted code.
+    struct AcceptStep;
+    impl FixedSql for AcceptStep {
+        const PARTS: &'static [&'static str] = &[
+            "UPDATE credentials SET last_step = ",
+            ", last_used_at = ",
+            " WHERE id = ",
+            " AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < ",
+            ")",
+        ];
+    }
+    let n = Fixed::<AcceptStep, 4>::new([step.0, now.0, id.0, step.0]).execute(c)?;
     Ok(n == 1)
 }
 

@@ -23,6 +23,7 @@ pub mod browsers;
 pub mod ceremonies;
 pub mod credentials;
 pub mod events;
+pub mod fixed;
 pub mod outbox;
 pub mod pending;
 pub mod recovery;

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use super::fixed::{Fixed, FixedSql};
 use super::{Conn, DbError};
 use crate::core::types::{SessionEpoch, UnixTime, UserId};
 use crate::schema::users;
@@ -188,9 +189,17 @@ pub fn all(c: &mut Conn) -> Result<Vec<User>, DbError> {
 
 /// A sign-in, and its security-log row (the next one's "previous sign-in").
 pub fn record_login(c: &mut Conn, id: UserId, event: i64, now: UnixTime) -> Result<(), DbError> {
-    diesel::update(users::table.find(id.0))
-        .set((users::last_login_at.eq(now.0), users::last_sign_in_event.eq(event)))
-        .execute(c)?;
+    // Kept prepared (`fixed`): this runs for every sign-in.
+    struct RecordLogin;
+    impl FixedSql for RecordLogin {
+        const PARTS: &'static [&'static str] = &[
+            "UPDATE users SET last_login_at = ",
+            ", last_sign_in_event = ",
+            " WHERE id = ",
+            "",
+        ];
+    }
+    Fixed::<RecordLogin, 3>::new([now.0, event, id.0]).execute(c)?;
     Ok(())
 }
 
