@@ -22,7 +22,7 @@ use crate::core::username::Username;
 use crate::db::events::{self, Kind};
 use crate::db::pending::{self, NewPending};
 use crate::db::users::{self, User};
-use crate::db::{Conn, DbError, browsers, credentials, recovery};
+use crate::db::{Conn, DbError, browsers, credentials, recovery, sessions};
 
 /// A sign-in that is complete: the session may now be signed in.
 #[derive(Clone, Debug)]
@@ -40,6 +40,39 @@ pub struct SignedIn {
     /// The security-log id of the sign-in before this one (`None`: this
     /// is the account's first).
     pub previous_sign_in: Option<i64>,
+}
+
+/// The browser's session, moved to a new key by the very commit that
+/// completes its sign-in, instead of by a second call on the writer after
+/// it: the second step is the busiest path, and SQLite has one writer
+/// (docs/PERFORMANCE.md). The web layer prepares it
+/// (`SessionExt::prepare_move`); here it is only rows.
+pub struct SessionMove {
+    /// The id hash of the session's row (the key the browser sent): it is
+    /// deleted in that commit, so the old key is dead once it is done.
+    pub from: String,
+    /// The id hash of the new key.
+    pub to: String,
+    /// The signed-in state and its expiry, from the completed sign-in;
+    /// `None` leaves the session to the store.
+    #[allow(clippy::type_complexity)]
+    pub state: Box<dyn FnOnce(&SignedIn) -> Option<(String, UnixTime)> + Send>,
+}
+
+impl SessionMove {
+    /// In the completing transaction, after `complete`.
+    fn apply(self, c: &mut Conn, done: &SignedIn, now: UnixTime) -> Result<(), DbError> {
+        let Some((state, expires_at)) = (self.state)(done) else {
+            return Ok(());
+        };
+        let row = sessions::SessionRow {
+            id_hash: &self.to,
+            user: Some(done.user.id),
+            state: &state,
+            expires_at,
+        };
+        sessions::replace(c, &self.from, &row, now)
+    }
 }
 
 /// What follows the password step.
@@ -235,6 +268,19 @@ impl Auth {
         client: &Client,
         remember: bool,
     ) -> AuthResult<CodeStep> {
+        self.submit_code_moving(pending, code, client, remember, None).await
+    }
+
+    /// `submit_code`, and if the code is accepted, the browser's session
+    /// moved to its new key in the same commit (`SessionMove`).
+    pub async fn submit_code_moving(
+        &self,
+        pending: &str,
+        code: &str,
+        client: &Client,
+        remember: bool,
+        session: Option<SessionMove>,
+    ) -> AuthResult<CodeStep> {
         let now = self.now();
         let hash = pending_hash(pending);
         let found = {
@@ -340,7 +386,11 @@ impl Auth {
                                 remember,
                                 remembered: false,
                             };
-                            Ok(CodeStep::SignedIn(Box::new(complete(c, done, now)?)))
+                            let signed_in = complete(c, done, now)?;
+                            if let Some(session) = session {
+                                session.apply(c, &signed_in, now)?;
+                            }
+                            Ok(CodeStep::SignedIn(Box::new(signed_in)))
                         }
                         FactorOutcome::Throttled(wait) => Ok(CodeStep::Throttled(wait)),
                         FactorOutcome::Refused(refusal) => {

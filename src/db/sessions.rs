@@ -44,10 +44,14 @@ pub fn insert(c: &mut Conn, row: &SessionRow<'_>, now: UnixTime) -> Result<(), D
 /// key: every sign-in does this, and diesel prepares an UPDATE again on
 /// every call but caches these two.
 pub fn rekey(c: &mut Conn, old_id_hash: &str, row: &SessionRow<'_>, now: UnixTime) -> Result<(), DbError> {
-    c.transaction(|c| {
-        diesel::delete(sessions::table.find(old_id_hash)).execute(c)?;
-        insert(c, row, now)
-    })
+    c.transaction(|c| replace(c, old_id_hash, row, now))
+}
+
+/// `rekey` inside the caller's transaction (a sign-in's own commit, see
+/// `auth::sign_in::SessionMove`).
+pub fn replace(c: &mut Conn, old_id_hash: &str, row: &SessionRow<'_>, now: UnixTime) -> Result<(), DbError> {
+    diesel::delete(sessions::table.find(old_id_hash)).execute(c)?;
+    insert(c, row, now)
 }
 
 /// Update a live session. A row that is gone (revoked, expired) stays gone:

@@ -9,7 +9,8 @@
 //! The table is keyed by SHA-256 of the session key: reading the database
 //! gives nobody a usable cookie.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
 
 use actix_session::Session;
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
@@ -19,6 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::auth::sign_in::{SessionMove, SignedIn};
 use crate::core::clock::Clock;
 use crate::core::limits::SESSION_IDLE_SECONDS as IDLE_SECONDS;
 use crate::core::types::{SessionEpoch, UnixTime, UserId};
@@ -50,28 +52,79 @@ fn ttl_seconds(ttl: &Duration) -> i64 {
     ttl.whole_seconds().clamp(1, IDLE_SECONDS)
 }
 
+/// A state as stored: keys in order, so the same state is always the same
+/// text (`SessionMove`'s digest compares them).
+fn encode(state: &State) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&state.iter().collect::<BTreeMap<_, _>>())
+}
+
+fn digest(json: &str) -> String {
+    crate::core::keys::hex(&Sha256::digest(json.as_bytes()))
+}
+
+/// The values only the store reads and writes (`load` adds the row's id,
+/// `SessionExt` the markers): never stored.
+fn take_internal(state: &mut State) -> (bool, Option<Moved>) {
+    state.remove(keys::ROW);
+    let rekey = state.remove(keys::REKEY).is_some();
+    let moved = state
+        .remove(keys::MOVED)
+        .and_then(|m| serde_json::from_str::<String>(&m).ok())
+        .and_then(|m| Moved::parse(&m));
+    (rekey, moved)
+}
+
+/// Where a sign-in's own commit moved this session (`keys::MOVED`): the new
+/// key, and the digest of the state it wrote there.
+struct Moved {
+    key: String,
+    digest: String,
+}
+
+impl Moved {
+    fn marker(&self) -> String {
+        format!("{}.{}", self.key, self.digest)
+    }
+
+    /// Session keys are base64url, digests hex: neither has a dot.
+    fn parse(marker: &str) -> Option<Self> {
+        let (key, digest) = marker.split_once('.')?;
+        Some(Self {
+            key: key.to_string(),
+            digest: digest.to_string(),
+        })
+    }
+}
+
 impl SessionStore for DbSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
         let h = id_hash(key.as_ref());
         let now = self.clock.time();
         let raw = self
             .db
-            .read(move |c| sessions::load(c, &h, now))
+            .read({
+                let h = h.clone();
+                move |c| sessions::load(c, &h, now)
+            })
             .await
             .map_err(|e| LoadError::Other(e.into()))?;
-        match raw {
-            None => Ok(None),
-            Some(s) => serde_json::from_str(&s)
-                .map(|state| Some(tell_why_ended(state)))
-                .map_err(|e| LoadError::Deserialization(e.into())),
-        }
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let mut state = tell_why_ended(serde_json::from_str(&raw).map_err(|e| LoadError::Deserialization(e.into()))?);
+        // Which row this is, for a sign-in that moves it in its own commit
+        // (`SessionExt::prepare_move`); taken out again before any write.
+        let row = serde_json::to_string(&h).map_err(|e| LoadError::Other(e.into()))?;
+        state.insert(keys::ROW.to_string(), row);
+        Ok(Some(state))
     }
 
     async fn save(&self, mut state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        state.remove(keys::REKEY);
+        // A new session: it was loaded from no row, so nothing moved it.
+        let _ = take_internal(&mut state);
         let key = new_key();
         let h = id_hash(&key);
-        let json = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
+        let json = encode(&state).map_err(|e| SaveError::Serialization(e.into()))?;
         let now = self.clock.time();
         let expires = now.plus(ttl_seconds(ttl));
         let user = user_of(&state);
@@ -91,9 +144,25 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn update(&self, key: SessionKey, mut state: State, ttl: &Duration) -> Result<SessionKey, UpdateError> {
+        let (rekey, moved) = take_internal(&mut state);
+        let json = encode(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        // Moved by the sign-in's own commit (`SessionExt::prepare_move`):
+        // the old key's row is gone, and the new key's row holds this very
+        // state unless the handler changed it afterwards. Only then, or on
+        // a re-key asked for since, is there anything left to write: to
+        // the new key's row, as below.
+        let key = match moved {
+            Some(m) => {
+                let unchanged = digest(&json) == m.digest;
+                let key = SessionKey::try_from(m.key).map_err(|e| UpdateError::Other(e.into()))?;
+                if unchanged && !rekey {
+                    return Ok(key);
+                }
+                key
+            }
+            None => key,
+        };
         let h = id_hash(key.as_ref());
-        let rekey = state.remove(keys::REKEY).is_some();
-        let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let now = self.clock.time();
         let expires = now.plus(ttl_seconds(ttl));
         let user = user_of(&state);
@@ -210,6 +279,13 @@ pub mod keys {
     pub const CREATED_USER: &str = "created_user";
     /// Set by `SessionExt::rekey`, read and dropped by the store: never stored.
     pub const REKEY: &str = "_rekey";
+    /// The id hash of the row this session was loaded from: set by the
+    /// store's `load`, dropped before every write.
+    pub const ROW: &str = "_row";
+    /// Set by `SessionExt::finish_move`: the key a sign-in's commit moved
+    /// this session to, and the digest of the state it wrote. Read and
+    /// dropped by the store: never stored.
+    pub const MOVED: &str = "_moved";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,6 +374,72 @@ pub trait SessionExt {
     /// Replace the whole session with a pending-second-factor one under a
     /// new key: `pending` is the pending sign-in's random id.
     fn begin_second_factor(&self, pending: &str, protected: bool, next: Option<&str>);
+    /// Prepare this session to be signed in by the commit that completes
+    /// its sign-in (`auth::sign_in::SessionMove`): that commit deletes this
+    /// session's row and writes the signed-in state under a new key, so the
+    /// store has nothing left to write. `None` for a session that has no
+    /// row yet. `flash` gives the message the signed-in session carries
+    /// (`None`: the one this session has, if any).
+    fn prepare_move(
+        &self,
+        address: &str,
+        user_agent: Option<&str>,
+        now: UnixTime,
+        flash: impl Fn(&SignedIn) -> Option<Flash> + Send + 'static,
+    ) -> Option<(SessionMove, MoveTicket)>;
+    /// After the commit: this session becomes what it wrote, under the new
+    /// key. `false` (nothing changed) if the commit did not move it; sign
+    /// in with `sign_in` then.
+    fn finish_move(&self, ticket: &MoveTicket) -> bool;
+}
+
+/// The handler's half of a `SessionMove`: the new key, and what the commit
+/// wrote under it (set only if it ran).
+pub struct MoveTicket {
+    key: String,
+    written: Arc<OnceLock<Written>>,
+}
+
+struct Written {
+    values: Vec<(&'static str, serde_json::Value)>,
+    /// The state as the commit wrote it.
+    json: String,
+}
+
+/// The values of a fully signed-in session. One function for `sign_in`
+/// and `prepare_move`, so both write the same state.
+fn signed_in_values(
+    who: &SignInAs<'_>,
+    now: UnixTime,
+    sid: String,
+    flash: Option<Flash>,
+) -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::Value;
+    let mut v = vec![
+        (keys::USER, Value::from(who.user.0)),
+        (keys::EPOCH, Value::from(who.epoch.0)),
+        (
+            keys::STAGE,
+            serde_json::to_value(Stage::SignedIn).unwrap_or(Value::Null),
+        ),
+        (keys::SIGNED_IN_AT, Value::from(now.0)),
+        (keys::PASSWORD_AT, Value::from(who.password_at.0)),
+        (keys::SID, Value::from(sid)),
+        (keys::ADDRESS, Value::from(who.address)),
+        (keys::PREVIOUS_SIGN_IN, Value::from(who.previous_sign_in.unwrap_or(0))),
+    ];
+    if let Some(ua) = who.user_agent {
+        v.push((keys::USER_AGENT, Value::from(ua.chars().take(256).collect::<String>())));
+    }
+    if let Some(f) = flash.and_then(|f| serde_json::to_value(f).ok()) {
+        v.push((keys::FLASH, f));
+    }
+    v
+}
+
+/// A random public id for a session (`keys::SID`).
+fn new_sid() -> String {
+    crate::core::keys::hex(&crate::core::random_bytes::<8>())
 }
 
 impl SessionExt for Session {
@@ -337,20 +479,67 @@ impl SessionExt for Session {
         let flash = self.take_flash();
         self.clear();
         self.rekey();
-        let _ = self.insert(keys::USER, who.user.0);
-        let _ = self.insert(keys::EPOCH, who.epoch.0);
-        let _ = self.insert(keys::STAGE, Stage::SignedIn);
-        let _ = self.insert(keys::SIGNED_IN_AT, now.0);
-        let _ = self.insert(keys::PASSWORD_AT, who.password_at.0);
-        let _ = self.insert(keys::SID, crate::core::keys::hex(&crate::core::random_bytes::<8>()));
-        let _ = self.insert(keys::ADDRESS, who.address);
-        if let Some(ua) = who.user_agent {
-            let _ = self.insert(keys::USER_AGENT, ua.chars().take(256).collect::<String>());
+        for (k, v) in signed_in_values(who, now, new_sid(), flash) {
+            let _ = self.insert(k, v);
         }
-        let _ = self.insert(keys::PREVIOUS_SIGN_IN, who.previous_sign_in.unwrap_or(0));
-        if let Some(f) = flash {
-            self.set_flash(f);
+    }
+
+    fn prepare_move(
+        &self,
+        address: &str,
+        user_agent: Option<&str>,
+        now: UnixTime,
+        flash: impl Fn(&SignedIn) -> Option<Flash> + Send + 'static,
+    ) -> Option<(SessionMove, MoveTicket)> {
+        let from = self.text(keys::ROW)?;
+        let kept = self.get::<Flash>(keys::FLASH).ok().flatten();
+        let key = new_key();
+        let written = Arc::new(OnceLock::new());
+        let (sid, address, user_agent) = (new_sid(), address.to_string(), user_agent.map(str::to_string));
+        let out = written.clone();
+        let state = move |done: &SignedIn| {
+            let who = SignInAs {
+                user: done.user.id,
+                epoch: done.user.session_epoch,
+                password_at: done.password_at,
+                address: &address,
+                user_agent: user_agent.as_deref(),
+                previous_sign_in: done.previous_sign_in,
+            };
+            let values = signed_in_values(&who, now, sid, flash(done).or(kept));
+            let state: State = values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            // This runs on the database's writer: the digest is left to
+            // `finish_move`, on the request's thread.
+            let json = encode(&state).ok()?;
+            out.set(Written {
+                values,
+                json: json.clone(),
+            })
+            .ok()?;
+            Some((json, now.plus(IDLE_SECONDS)))
+        };
+        let moving = SessionMove {
+            from,
+            to: id_hash(&key),
+            state: Box::new(state),
+        };
+        Some((moving, MoveTicket { key, written }))
+    }
+
+    fn finish_move(&self, ticket: &MoveTicket) -> bool {
+        let Some(w) = ticket.written.get() else {
+            return false;
+        };
+        self.clear();
+        for (k, v) in &w.values {
+            let _ = self.insert(*k, v);
         }
+        let moved = Moved {
+            key: ticket.key.clone(),
+            digest: digest(&w.json),
+        };
+        let _ = self.insert(keys::MOVED, moved.marker());
+        true
     }
 
     fn begin_second_factor(&self, pending: &str, protected: bool, next: Option<&str>) {
@@ -397,6 +586,138 @@ mod tests {
         );
         assert_eq!(info.last_active, 5000 - IDLE_SECONDS);
         assert!(SessionInfo::from_state(r#"{"stage":"\"pending\""}"#, 1).is_none());
+    }
+
+    /// The store on a real SQLite file (the server's writer and readers).
+    fn store() -> (DbSessionStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&crate::db::DatabaseUrl::Sqlite(dir.path().join("s.db"))).unwrap();
+        let clock = Clock::manual(1_800_000_000);
+        (DbSessionStore { db, clock }, dir)
+    }
+
+    fn state(pairs: &[(&str, &str)]) -> State {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    async fn stored(store: &DbSessionStore, key: &str) -> Option<String> {
+        let (h, now) = (id_hash(key), store.clock.time());
+        store.db.read(move |c| sessions::load(c, &h, now)).await.unwrap()
+    }
+
+    #[test]
+    fn internal_values_are_never_stored() {
+        let (store, _dir) = store();
+        actix_web::rt::System::new().block_on(async {
+            let ttl = Duration::seconds(IDLE_SECONDS);
+            let key = store.save(state(&[("a", "1")]), &ttl).await.unwrap();
+            let mut loaded = store.load(&key).await.unwrap().unwrap();
+            assert_eq!(loaded[keys::ROW], format!("\"{}\"", id_hash(key.as_ref())));
+            loaded.insert("b".into(), "2".into());
+            loaded.insert(keys::REKEY.into(), "true".into());
+            let moved = store.update(key, loaded, &ttl).await.unwrap();
+            let json = stored(&store, moved.as_ref()).await.unwrap();
+            assert_eq!(json, r#"{"a":"1","b":"2"}"#);
+        });
+    }
+
+    /// A session a sign-in's commit moved (`SessionExt::finish_move`): the
+    /// store writes nothing when the state is what that commit wrote, and
+    /// writes it over the new key's row when the handler changed it since.
+    #[test]
+    fn a_moved_session_is_written_only_if_it_changed_since() {
+        let (store, _dir) = store();
+        actix_web::rt::System::new().block_on(async {
+            let ttl = Duration::seconds(IDLE_SECONDS);
+            let now = store.clock.time();
+            let old = store.save(state(&[("stage", "\"pending\"")]), &ttl).await.unwrap();
+            // What the commit does: the old row goes, the new one is written
+            // (with an expiry the store would not choose, to see whether it
+            // writes again).
+            // (No user: a row with one needs that user in `users`.)
+            let signed_in = state(&[("sid", "\"ab\""), ("stage", "\"signed_in\"")]);
+            let json = encode(&signed_in).unwrap();
+            let new = new_key();
+            let (from, to, written) = (id_hash(old.as_ref()), id_hash(&new), json.clone());
+            store
+                .db
+                .run(move |c| {
+                    let row = SessionRow {
+                        id_hash: &to,
+                        user: None,
+                        state: &written,
+                        expires_at: now.plus(60),
+                    };
+                    sessions::replace(c, &from, &row, now)
+                })
+                .await
+                .unwrap();
+            let marker = Moved {
+                key: new.clone(),
+                digest: digest(&json),
+            };
+            let with_marker = |mut s: State| {
+                s.insert(keys::MOVED.into(), serde_json::to_string(&marker.marker()).unwrap());
+                s.insert(keys::ROW.into(), serde_json::to_string(&id_hash(old.as_ref())).unwrap());
+                s
+            };
+            let expires = |key: String| {
+                let db = store.db.clone();
+                async move {
+                    let h = id_hash(&key);
+                    db.read(move |c| {
+                        use diesel::prelude::*;
+                        Ok(crate::schema::sessions::table
+                            .find(h)
+                            .select(crate::schema::sessions::expires_at)
+                            .get_result::<i64>(c)?)
+                    })
+                    .await
+                    .unwrap()
+                }
+            };
+
+            // Unchanged: the new key comes back, and nothing is written.
+            let key = store
+                .update(
+                    SessionKey::try_from(old.as_ref().to_string()).unwrap(),
+                    with_marker(signed_in.clone()),
+                    &ttl,
+                )
+                .await
+                .unwrap();
+            assert_eq!(key.as_ref(), new);
+            assert_eq!(expires(new.clone()).await, now.plus(60).0);
+            assert_eq!(stored(&store, &new).await.unwrap(), json);
+            assert_eq!(stored(&store, old.as_ref()).await, None);
+
+            // Changed after the commit: written over the new key's row.
+            let mut changed = signed_in.clone();
+            changed.insert("flash".into(), "\"x\"".into());
+            let key = store
+                .update(
+                    SessionKey::try_from(old.as_ref().to_string()).unwrap(),
+                    with_marker(changed.clone()),
+                    &ttl,
+                )
+                .await
+                .unwrap();
+            assert_eq!(key.as_ref(), new);
+            assert_eq!(stored(&store, &new).await.unwrap(), encode(&changed).unwrap());
+            assert_eq!(expires(new.clone()).await, now.plus(IDLE_SECONDS).0);
+
+            // A re-key asked for after the commit moves it on again.
+            let mut again = with_marker(changed.clone());
+            again.insert(keys::REKEY.into(), "true".into());
+            let newer = store
+                .update(SessionKey::try_from(old.as_ref().to_string()).unwrap(), again, &ttl)
+                .await
+                .unwrap();
+            assert_ne!(newer.as_ref(), new);
+            assert_eq!(stored(&store, &new).await, None);
+            assert_eq!(stored(&store, newer.as_ref()).await.unwrap(), encode(&changed).unwrap());
+            assert_eq!(stored(&store, old.as_ref()).await, None);
+        });
     }
 
     #[test]

@@ -149,6 +149,12 @@ pub fn finish_sign_in(
         },
         state.clock.time(),
     );
+    signed_in_response(state, done, next)
+}
+
+/// Where a signed-in browser goes, with its known-browser (and remember)
+/// cookies; the session is signed in already.
+pub fn signed_in_response(state: &AppState, done: &SignedIn, next: Option<&str>) -> Result<HttpResponse, AppError> {
     let to = safe_next(next).unwrap_or_else(|| "/".into());
     let mut resp = redirect(&to);
     resp.add_cookie(&browser_cookie(&done.browser_token, state.secure_cookies))

@@ -114,18 +114,29 @@ pub async fn submit(
     }
     let client = client(&req);
     let remember = form.remember_browser.as_deref() == Some("on");
+    // The session is signed in by the commit that accepts the code.
+    let (moving, ticket) = match session.prepare_move(
+        &client.address.shown,
+        client.user_agent.as_deref(),
+        state.clock.time(),
+        |done| done.recovery_codes_left.map(recovery_code_used),
+    ) {
+        Some((m, t)) => (Some(m), Some(t)),
+        None => (None, None),
+    };
     match state
         .auth
-        .submit_code(&pending.pending, &form.code, &client, remember)
+        .submit_code_moving(&pending.pending, &form.code, &client, remember, moving)
         .await?
     {
         CodeStep::SignedIn(done) => {
-            if let Some(left) = done.recovery_codes_left {
-                session.set_flash(Flash::info(format!(
-                    "You signed in with a recovery code. It cannot be used again; you have {left} left. Generate new ones under Settings → My account settings → Multi-factor authentication."
-                )));
-            }
             let next = session.text(keys::NEXT);
+            if ticket.as_ref().is_some_and(|t| session.finish_move(t)) {
+                return super::login::signed_in_response(&state, &done, next.as_deref());
+            }
+            if let Some(left) = done.recovery_codes_left {
+                session.set_flash(recovery_code_used(left));
+            }
             super::login::finish_sign_in(
                 &state,
                 session,
@@ -162,6 +173,13 @@ pub async fn submit(
         )),
         CodeStep::Gone | CodeStep::KeyRefused { .. } => Ok(start_over(&pending, TOO_SLOW)),
     }
+}
+
+/// What a session signed in with a recovery code is told first.
+fn recovery_code_used(left: i64) -> Flash {
+    Flash::info(format!(
+        "You signed in with a recovery code. It cannot be used again; you have {left} left. Generate new ones under Settings → My account settings → Multi-factor authentication."
+    ))
 }
 
 /// The message for input that is no kind of code. A recovery code with a
