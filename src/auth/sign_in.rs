@@ -287,12 +287,8 @@ impl Auth {
             let hash = hash.clone();
             self.db
                 .read(move |c| {
-                    let Some(row) = pending::find(c, &hash, now)? else {
+                    let Some((row, user)) = pending::find_with_user(c, &hash, now)? else {
                         return Ok(None);
-                    };
-                    let user = match row.user() {
-                        Some(id) => users::find(c, id)?,
-                        None => None,
                     };
                     let creds = match &user {
                         Some(u) => credentials::confirmed(c, u.id)?,

@@ -6,9 +6,10 @@
 
 use diesel::prelude::*;
 
+use super::users::User;
 use super::{Conn, DbError};
 use crate::core::types::{UnixTime, UserId};
-use crate::schema::pending_sign_ins;
+use crate::schema::{pending_sign_ins, users};
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = pending_sign_ins)]
@@ -63,6 +64,22 @@ pub fn find(c: &mut Conn, id_hash: &str, now: UnixTime) -> Result<Option<Pending
         .find(id_hash)
         .filter(pending_sign_ins::expires_at.gt(now.0))
         .select(PendingSignIn::as_select())
+        .get_result(c)
+        .optional()?)
+}
+
+/// A live pending sign-in and its user (`None`: none, or gone), in one
+/// statement: the second step's read before its transaction.
+pub fn find_with_user(
+    c: &mut Conn,
+    id_hash: &str,
+    now: UnixTime,
+) -> Result<Option<(PendingSignIn, Option<User>)>, DbError> {
+    Ok(pending_sign_ins::table
+        .left_join(users::table.on(users::id.nullable().eq(pending_sign_ins::user_id)))
+        .filter(pending_sign_ins::id_hash.eq(id_hash))
+        .filter(pending_sign_ins::expires_at.gt(now.0))
+        .select((PendingSignIn::as_select(), Option::<User>::as_select()))
         .get_result(c)
         .optional()?)
 }
