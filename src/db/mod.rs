@@ -233,6 +233,7 @@ impl DbError {
                     "disk",
                     "connection",
                     "terminating",
+                    "deadlock",
                 ]
                 .iter()
                 .any(|w| m.contains(w))

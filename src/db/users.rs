@@ -205,7 +205,11 @@ pub fn record_login(c: &mut Conn, id: UserId, event: i64, now: UnixTime) -> Resu
 
 /// The user's lock, like `lock`, and their row as it is under it (`None`
 /// when the user is gone); a sign-in completes with this row, not with one
-/// read before the lock. On PostgreSQL `SELECT … FOR UPDATE`. On SQLite a
+/// read before the lock. On PostgreSQL `SELECT … FOR NO KEY UPDATE`, the
+/// lock `lock`'s UPDATE takes: it excludes the other lockers but not the
+/// foreign-key checks of rows that name the user (a sign-in that writes
+/// the user's new session row while another request of the same browser
+/// holds that row would otherwise wait on each other). On SQLite a
 /// plain SELECT: it is for the server's writer, whose every call runs in a
 /// transaction that began `IMMEDIATE` (`db::Lane`), holding the write lock
 /// already. Unlike `lock`'s UPDATE, neither is prepared again on every call
@@ -214,7 +218,11 @@ pub fn lock_get(c: &mut Conn, id: UserId) -> Result<Option<User>, DbError> {
     let row = users::table.find(id.0);
     Ok(match c {
         Conn::Sqlite(c) => row.select(User::as_select()).get_result(c).optional()?,
-        Conn::Postgres(c) => row.select(User::as_select()).for_update().get_result(c).optional()?,
+        Conn::Postgres(c) => row
+            .select(User::as_select())
+            .for_no_key_update()
+            .get_result(c)
+            .optional()?,
     })
 }
 
