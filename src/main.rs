@@ -1,3 +1,5 @@
 fn main() -> std::process::ExitCode {
+    // Before anything else: see its comment.
+    latchkey::db::configure_sqlite();
     latchkey::cli::main()
 }

@@ -243,30 +243,31 @@ impl DbError {
     }
 }
 
-/// SQLite's process-wide settings, before the process's first connection
-/// (`sqlite3_config` is refused once the library is initialised, and then
-/// the defaults stay, which are correct too, only slower):
+/// SQLite's process-wide settings, set by `main` before anything else runs
+/// (`sqlite3_config` is not thread-safe, and is refused once the library is
+/// initialised; the defaults then stay, which are correct too, only
+/// slower). Library code and tests never call it and run in SQLite's
+/// default, serialised mode.
 /// - multi-thread mode: no mutex around every call on a connection. Each
 ///   connection is used by one thread at a time — a diesel connection is
-///   `Send` but not `Sync`, and each lane's thread owns its connection
-///   while it runs a call — which is what this mode asks;
+///   `Send` but not `Sync`, each lane's thread owns its connection while it
+///   runs a call, the CLI's one connection is behind a mutex — which is
+///   what this mode asks;
 /// - no memory statistics: they take a global mutex on every allocation,
 ///   and nothing here reads them.
 ///
 /// Written by hand: diesel has no setting for either. Both were a few per
 /// cent of the writer's time in scenario (b) (docs/PERFORMANCE.md).
-pub fn configure_sqlite() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: `sqlite3_config` is called before any other SQLite call in
-        // this process (the `Once`, run ahead of every connection this
-        // program opens) with the argument types these options take; when
-        // it is too late it returns SQLITE_MISUSE and changes nothing.
-        unsafe {
-            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD);
-            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
-        }
-    });
+/// Returns whether SQLite took both.
+pub fn configure_sqlite() -> bool {
+    // SAFETY: called once, from `main`, while the process has one thread
+    // and has made no other SQLite call, with the argument types these
+    // options take; too late, it returns SQLITE_MISUSE and changes nothing.
+    unsafe {
+        let threads = libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD);
+        let stats = libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
+        threads == libsqlite3_sys::SQLITE_OK && stats == libsqlite3_sys::SQLITE_OK
+    }
 }
 
 /// Makes connections of the backend the URL named, and nothing else.
@@ -284,7 +285,6 @@ impl ManageConnection for Manager {
     fn connect(&self) -> Result<Conn, Self::Error> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
-                configure_sqlite();
                 let mut c = SqliteConnection::establish(&path.to_string_lossy())
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 // `temp_store = MEMORY`: the savepoints' sub-journals (a

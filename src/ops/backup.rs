@@ -69,7 +69,6 @@ pub fn backup(url: &DatabaseUrl, target: &Path) -> anyhow::Result<Backup> {
             create.mode(0o600);
         }
         create.open(&partial)?;
-        crate::db::configure_sqlite();
         let mut c = SqliteConnection::establish(&source.to_string_lossy())?;
         c.batch_execute(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"))?;
         diesel::sql_query("VACUUM INTO ?")
@@ -100,7 +99,6 @@ fn check(path: &Path) -> anyhow::Result<()> {
         #[diesel(sql_type = diesel::sql_types::Text)]
         integrity_check: String,
     }
-    crate::db::configure_sqlite();
     let mut c = SqliteConnection::establish(&path.to_string_lossy())?;
     let verdict: Vec<Verdict> = diesel::sql_query("PRAGMA integrity_check").load(&mut c)?;
     match verdict.first() {
