@@ -112,6 +112,9 @@ impl SessionStore for DbSessionStore {
             return Ok(None);
         };
         let mut state = tell_why_ended(serde_json::from_str(&raw).map_err(|e| LoadError::Deserialization(e.into()))?);
+        // None is ever stored (`take_internal` before every write); should
+        // one be, it still means nothing.
+        let _ = take_internal(&mut state);
         // Which row this is, for a sign-in that moves it in its own commit
         // (`SessionExt::prepare_move`); taken out again before any write.
         let row = serde_json::to_string(&h).map_err(|e| LoadError::Other(e.into()))?;
