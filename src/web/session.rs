@@ -608,6 +608,16 @@ mod tests {
         store.db.read(move |c| sessions::load(c, &h, now)).await.unwrap()
     }
 
+    /// The store's `update` of the session under `key`, as the middleware
+    /// calls it at the end of a request.
+    async fn update(store: &DbSessionStore, key: &str, state: State) -> SessionKey {
+        let key = SessionKey::try_from(key.to_string()).unwrap();
+        store
+            .update(key, state, &Duration::seconds(IDLE_SECONDS))
+            .await
+            .unwrap()
+    }
+
     #[test]
     fn internal_values_are_never_stored() {
         let (store, _dir) = store();
@@ -681,14 +691,7 @@ mod tests {
             };
 
             // Unchanged: the new key comes back, and nothing is written.
-            let key = store
-                .update(
-                    SessionKey::try_from(old.as_ref().to_string()).unwrap(),
-                    with_marker(signed_in.clone()),
-                    &ttl,
-                )
-                .await
-                .unwrap();
+            let key = update(&store, old.as_ref(), with_marker(signed_in.clone())).await;
             assert_eq!(key.as_ref(), new);
             assert_eq!(expires(new.clone()).await, now.plus(60).0);
             assert_eq!(stored(&store, &new).await.unwrap(), json);
@@ -697,14 +700,7 @@ mod tests {
             // Changed after the commit: written over the new key's row.
             let mut changed = signed_in.clone();
             changed.insert("flash".into(), "\"x\"".into());
-            let key = store
-                .update(
-                    SessionKey::try_from(old.as_ref().to_string()).unwrap(),
-                    with_marker(changed.clone()),
-                    &ttl,
-                )
-                .await
-                .unwrap();
+            let key = update(&store, old.as_ref(), with_marker(changed.clone())).await;
             assert_eq!(key.as_ref(), new);
             assert_eq!(stored(&store, &new).await.unwrap(), encode(&changed).unwrap());
             assert_eq!(expires(new.clone()).await, now.plus(IDLE_SECONDS).0);
@@ -712,10 +708,7 @@ mod tests {
             // A re-key asked for after the commit moves it on again.
             let mut again = with_marker(changed.clone());
             again.insert(keys::REKEY.into(), "true".into());
-            let newer = store
-                .update(SessionKey::try_from(old.as_ref().to_string()).unwrap(), again, &ttl)
-                .await
-                .unwrap();
+            let newer = update(&store, old.as_ref(), again).await;
             assert_ne!(newer.as_ref(), new);
             assert_eq!(stored(&store, &new).await, None);
             assert_eq!(stored(&store, newer.as_ref()).await.unwrap(), encode(&changed).unwrap());
