@@ -270,6 +270,24 @@ pub fn configure_sqlite() -> bool {
     }
 }
 
+/// Prepares OpenSSL, which libpq uses for `sslmode=prefer` (its default,
+/// and TLS is what a PostgreSQL with `ssl = on` then speaks), so that it
+/// never frees its global state at process exit. Left to libpq, OpenSSL
+/// registers an `atexit` handler that frees that state while other threads
+/// may still be closing their connections (the lanes' threads end when the
+/// last `Db` is dropped, which need not happen before `main` returns): a
+/// double free or a SIGSEGV at exit, seen once in CI at the end of the
+/// PostgreSQL pass, and reproduced by a process that returns while its
+/// threads connect and disconnect (docs/RELIABILITY.md). `openssl_sys::init`
+/// initialises OpenSSL with `OPENSSL_INIT_NO_ATEXIT`; OpenSSL keeps the
+/// options of its first initialisation, so this must run before libpq's:
+/// every PostgreSQL connection this crate makes goes through `Manager`,
+/// which calls it, and code that makes its own (the tests) calls it first.
+/// Cheap after the first call (a `Once`).
+pub fn prepare_postgres_client() {
+    openssl_sys::init();
+}
+
 /// Makes connections of the backend the URL named, and nothing else.
 pub struct Manager {
     url: DatabaseUrl,
@@ -301,9 +319,12 @@ impl ManageConnection for Manager {
                 }
                 Ok(Conn::Sqlite(c))
             }
-            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
-                .map(Conn::Postgres)
-                .map_err(diesel::r2d2::Error::ConnectionError),
+            DatabaseUrl::Postgres(url) => {
+                prepare_postgres_client();
+                PgConnection::establish(url)
+                    .map(Conn::Postgres)
+                    .map_err(diesel::r2d2::Error::ConnectionError)
+            }
         }
     }
 

@@ -64,10 +64,10 @@ async fn postgres_with_sslmode_require() {
     if !testing_postgres() {
         return;
     }
-    use diesel::{Connection, RunQueryDsl};
+    use diesel::RunQueryDsl;
     let pg = PgTestDatabase::create();
     let url = format!("{}?sslmode=require", pg.url);
-    let mut admin = diesel::PgConnection::establish(&pg.url).unwrap();
+    let mut admin = pg_connect(&pg.url);
     #[derive(diesel::QueryableByName)]
     struct Setting {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -87,7 +87,7 @@ async fn postgres_with_sslmode_require() {
             #[diesel(sql_type = diesel::sql_types::Bool)]
             ssl: bool,
         }
-        let mut c = diesel::PgConnection::establish(&url).unwrap();
+        let mut c = pg_connect(&url);
         let tls = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
             .get_result::<Tls>(&mut c)
             .unwrap();

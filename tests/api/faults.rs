@@ -25,7 +25,7 @@ impl Fault {
                 Fault::SqliteLocked(c)
             }
             (None, Some(pg)) => {
-                let mut admin = diesel::PgConnection::establish(&pg.admin_url).unwrap();
+                let mut admin = pg_connect(&pg.admin_url);
                 diesel::sql_query(format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", pg.name))
                     .execute(&mut admin)
                     .unwrap();

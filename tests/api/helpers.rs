@@ -56,6 +56,7 @@ impl PgTestDatabase {
             "latchkey_test_{}",
             latchkey::core::keys::hex(&latchkey::core::random_bytes::<8>())
         );
+        latchkey::db::prepare_postgres_client();
         let mut admin = diesel::PgConnection::establish(&admin_url)
             .unwrap_or_else(|e| panic!("PostgreSQL at LATCHKEY_TEST_POSTGRES_URL is unreachable: {e}"));
         diesel::sql_query(format!("CREATE DATABASE {name}"))
@@ -75,6 +76,14 @@ impl Drop for PgTestDatabase {
                 diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin);
         }
     }
+}
+
+/// A PostgreSQL connection of the test's own, made as the server makes its
+/// (OpenSSL prepared first: `latchkey::db::prepare_postgres_client`).
+pub fn pg_connect(url: &str) -> diesel::PgConnection {
+    use diesel::Connection;
+    latchkey::db::prepare_postgres_client();
+    diesel::PgConnection::establish(url).unwrap_or_else(|e| panic!("cannot connect to PostgreSQL: {e}"))
 }
 
 /// A test configuration on a fresh, empty database of the backend under test.

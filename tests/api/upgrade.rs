@@ -69,7 +69,7 @@ fn write_previous_release(url: &DatabaseUrl, keys: &Keyring, now: i64, users: &[
             c.batch_execute(&sql).unwrap();
         }
         DatabaseUrl::Postgres(u) => {
-            let mut c = diesel::PgConnection::establish(u).unwrap();
+            let mut c = pg_connect(u);
             for _ in 0..PREVIOUS_RELEASE {
                 c.run_next_migration(POSTGRES).unwrap();
             }
