@@ -70,12 +70,12 @@ impl Credential {
 
 /// The user's confirmed credentials, oldest first.
 pub fn confirmed(c: &mut Conn, user: UserId) -> Result<Vec<Credential>, DbError> {
-    Ok(credentials::table
+    let q = credentials::table
         .filter(credentials::user_id.eq(user.0))
         .filter(credentials::confirmed_at.is_not_null())
-        .order(credentials::id.asc())
-        .select(Credential::as_select())
-        .load(c)?)
+        .order(credentials::id.asc());
+    // On the backend's own connection (`db`, "Hot paths"): every second step.
+    Ok(crate::on_backend!(c, |c| q.select(Credential::as_select()).load(c))?)
 }
 
 /// Whether 2FA is on: at least one confirmed credential.
@@ -242,7 +242,7 @@ pub fn accept_step(c: &mut Conn, id: CredentialId, step: TimeStep, now: UnixTime
             ")",
         ];
     }
-    let n = Fixed::<AcceptStep, 4>::new([step.0, now.0, id.0, step.0]).execute(c)?;
+    let n = Fixed::<AcceptStep, 4>::new([step.0, now.0, id.0, step.0]).run(c)?;
     Ok(n == 1)
 }
 

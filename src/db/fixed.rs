@@ -70,6 +70,14 @@ where
 
 impl<S, const N: usize, C> diesel::RunQueryDsl<C> for Fixed<S, N> {}
 
+impl<S: FixedSql, const N: usize> Fixed<S, N> {
+    /// Run it on the backend's own connection (`db`, "Hot paths"), where a
+    /// prepared statement is found by its type without writing its SQL.
+    pub fn run(self, c: &mut super::Conn) -> QueryResult<usize> {
+        crate::on_backend!(c, |c| diesel::RunQueryDsl::execute(self, c))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use diesel::connection::SimpleConnection;
@@ -91,8 +99,8 @@ mod tests {
     /// confused.
     #[test]
     fn each_statement_runs_its_own_text() {
-        // Through `Conn`, as the server runs them (the multi-backend
-        // connection hands each query on to SQLite's own cache).
+        // On a `Conn`, with `run`, as the server runs them (`run` hands each
+        // one to SQLite's own connection and its cache).
         let mut c = crate::db::Conn::Sqlite(SqliteConnection::establish(":memory:").unwrap());
         c.batch_execute("CREATE TABLE t (a BIGINT, b BIGINT); INSERT INTO t VALUES (1, 10), (2, 20);")
             .unwrap();
@@ -104,9 +112,9 @@ mod tests {
             }
         });
         for round in 0..3 {
-            assert_eq!(Fixed::<SetB, 2>::new([100 + round, 1]).execute(&mut c).unwrap(), 1);
-            assert_eq!(Fixed::<SetA, 2>::new([5 + round, 20]).execute(&mut c).unwrap(), 1);
-            assert_eq!(Fixed::<SetB, 2>::new([0, 99]).execute(&mut c).unwrap(), 0);
+            assert_eq!(Fixed::<SetB, 2>::new([100 + round, 1]).run(&mut c).unwrap(), 1);
+            assert_eq!(Fixed::<SetA, 2>::new([5 + round, 20]).run(&mut c).unwrap(), 1);
+            assert_eq!(Fixed::<SetB, 2>::new([0, 99]).run(&mut c).unwrap(), 0);
         }
         let rows: Vec<(i64, i64)> = diesel::sql_query("SELECT a, b FROM t ORDER BY b")
             .load::<Pair>(&mut c)

@@ -18,6 +18,16 @@
 //! Lookups by a key read with `.get_result`, not `.first`: `.first` adds
 //! `LIMIT ?`, and SQLite re-compiles a statement whose LIMIT parameter is
 //! bound again — on every run, with the statement cache doing nothing.
+//!
+//! Hot paths: the statements that run on every second step, sign-in or
+//! signed-in page run on the backend's own connection (`on_backend!`), not
+//! through `Conn`. diesel's multi-backend connection writes a query's SQL
+//! text out again on every run — twice: once to ask whether it may be
+//! cached, once to bind its values — even for a statement it has kept
+//! prepared; the backend's own connection finds a prepared statement by
+//! the query's type and writes no SQL. That was a fifth of the SQLite
+//! readers' time in scenario (b) (docs/PERFORMANCE.md). The rest of the
+//! queries go through `Conn`, which is simpler to write.
 
 pub mod browsers;
 pub mod ceremonies;

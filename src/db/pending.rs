@@ -60,12 +60,14 @@ pub fn insert(c: &mut Conn, p: NewPending<'_>, now: UnixTime) -> Result<(), DbEr
 
 /// The pending sign-in, while it is alive.
 pub fn find(c: &mut Conn, id_hash: &str, now: UnixTime) -> Result<Option<PendingSignIn>, DbError> {
-    Ok(pending_sign_ins::table
+    let q = pending_sign_ins::table
         .find(id_hash)
-        .filter(pending_sign_ins::expires_at.gt(now.0))
+        .filter(pending_sign_ins::expires_at.gt(now.0));
+    // On the backend's own connection (`db`, "Hot paths"): every second step.
+    Ok(crate::on_backend!(c, |c| q
         .select(PendingSignIn::as_select())
         .get_result(c)
-        .optional()?)
+        .optional())?)
 }
 
 /// A live pending sign-in and its user (`None`: none, or gone), in one
@@ -75,13 +77,15 @@ pub fn find_with_user(
     id_hash: &str,
     now: UnixTime,
 ) -> Result<Option<(PendingSignIn, Option<User>)>, DbError> {
-    Ok(pending_sign_ins::table
+    let q = pending_sign_ins::table
         .left_join(users::table.on(users::id.nullable().eq(pending_sign_ins::user_id)))
         .filter(pending_sign_ins::id_hash.eq(id_hash))
-        .filter(pending_sign_ins::expires_at.gt(now.0))
+        .filter(pending_sign_ins::expires_at.gt(now.0));
+    // On the backend's own connection (`db`, "Hot paths").
+    Ok(crate::on_backend!(c, |c| q
         .select((PendingSignIn::as_select(), Option::<User>::as_select()))
         .get_result(c)
-        .optional()?)
+        .optional())?)
 }
 
 /// Take one attempt: `true` if the sign-in is alive and had attempts left.
@@ -103,14 +107,14 @@ pub fn take_attempt(c: &mut Conn, id_hash: &str, now: UnixTime, max: i32) -> Res
 /// `false` if it died meanwhile (expired, cancelled, used up or finished by
 /// another request), and then nothing is deleted.
 pub fn finish(c: &mut Conn, id_hash: &str, now: UnixTime, max: i32) -> Result<bool, DbError> {
-    Ok(diesel::delete(
+    let q = diesel::delete(
         pending_sign_ins::table
             .find(id_hash)
             .filter(pending_sign_ins::expires_at.gt(now.0))
             .filter(pending_sign_ins::attempts.lt(max)),
-    )
-    .execute(c)?
-        == 1)
+    );
+    // On the backend's own connection (`db`, "Hot paths"): every accepted code.
+    Ok(crate::on_backend!(c, |c| q.execute(c))? == 1)
 }
 
 /// Finish (or abandon) a pending sign-in. `false` if it was already gone —

@@ -16,24 +16,25 @@ pub struct SessionRow<'a> {
 }
 
 pub fn load(c: &mut Conn, id_hash: &str, now: UnixTime) -> Result<Option<String>, DbError> {
-    Ok(sessions::table
+    let q = sessions::table
         .find(id_hash)
         .filter(sessions::expires_at.gt(now.0))
-        .select(sessions::state)
-        .get_result(c)
-        .optional()?)
+        .select(sessions::state);
+    // On the backend's own connection (`db`, "Hot paths"): every request
+    // with a session cookie.
+    Ok(crate::on_backend!(c, |c| q.get_result(c).optional())?)
 }
 
 pub fn insert(c: &mut Conn, row: &SessionRow<'_>, now: UnixTime) -> Result<(), DbError> {
-    diesel::insert_into(sessions::table)
-        .values((
-            sessions::id_hash.eq(row.id_hash),
-            sessions::user_id.eq(row.user.map(|u| u.0)),
-            sessions::state.eq(row.state),
-            sessions::created_at.eq(now.0),
-            sessions::expires_at.eq(row.expires_at.0),
-        ))
-        .execute(c)?;
+    let q = diesel::insert_into(sessions::table).values((
+        sessions::id_hash.eq(row.id_hash),
+        sessions::user_id.eq(row.user.map(|u| u.0)),
+        sessions::state.eq(row.state),
+        sessions::created_at.eq(now.0),
+        sessions::expires_at.eq(row.expires_at.0),
+    ));
+    // On the backend's own connection (`db`, "Hot paths"): every sign-in.
+    crate::on_backend!(c, |c| q.execute(c))?;
     Ok(())
 }
 
@@ -50,7 +51,8 @@ pub fn rekey(c: &mut Conn, old_id_hash: &str, row: &SessionRow<'_>, now: UnixTim
 /// `rekey` inside the caller's transaction (a sign-in's own commit, see
 /// `auth::sign_in::SessionMove`).
 pub fn replace(c: &mut Conn, old_id_hash: &str, row: &SessionRow<'_>, now: UnixTime) -> Result<(), DbError> {
-    diesel::delete(sessions::table.find(old_id_hash)).execute(c)?;
+    let q = diesel::delete(sessions::table.find(old_id_hash));
+    crate::on_backend!(c, |c| q.execute(c))?;
     insert(c, row, now)
 }
 
@@ -76,9 +78,10 @@ pub fn update(c: &mut Conn, row: &SessionRow<'_>, now: UnixTime) -> Result<(), D
 }
 
 pub fn touch(c: &mut Conn, id_hash: &str, now: UnixTime, expires_at: UnixTime) -> Result<(), DbError> {
-    diesel::update(sessions::table.find(id_hash).filter(sessions::expires_at.gt(now.0)))
-        .set(sessions::expires_at.eq(expires_at.0))
-        .execute(c)?;
+    let q = diesel::update(sessions::table.find(id_hash).filter(sessions::expires_at.gt(now.0)))
+        .set(sessions::expires_at.eq(expires_at.0));
+    // On the backend's own connection (`db`, "Hot paths"): page views.
+    crate::on_backend!(c, |c| q.execute(c))?;
     Ok(())
 }
 

@@ -100,19 +100,22 @@ pub fn create(c: &mut Conn, account: NewAccount<'_>, now: UnixTime) -> Result<Us
 }
 
 pub fn find(c: &mut Conn, id: UserId) -> Result<Option<User>, DbError> {
-    Ok(users::table
-        .find(id.0)
+    let q = users::table.find(id.0);
+    // On the backend's own connection (`db`, "Hot paths"): every signed-in
+    // page. (`as_select` names the backend, so it goes in each arm.)
+    Ok(crate::on_backend!(c, |c| q
         .select(User::as_select())
         .get_result(c)
-        .optional()?)
+        .optional())?)
 }
 
 pub fn find_by_name(c: &mut Conn, name: &str) -> Result<Option<User>, DbError> {
-    Ok(users::table
-        .filter(users::username.eq(name))
+    let q = users::table.filter(users::username.eq(name));
+    // On the backend's own connection: every password step.
+    Ok(crate::on_backend!(c, |c| q
         .select(User::as_select())
         .get_result(c)
-        .optional()?)
+        .optional())?)
 }
 
 pub fn count(c: &mut Conn) -> Result<i64, DbError> {
@@ -199,7 +202,7 @@ pub fn record_login(c: &mut Conn, id: UserId, event: i64, now: UnixTime) -> Resu
             "",
         ];
     }
-    Fixed::<RecordLogin, 3>::new([now.0, event, id.0]).execute(c)?;
+    Fixed::<RecordLogin, 3>::new([now.0, event, id.0]).run(c)?;
     Ok(())
 }
 
