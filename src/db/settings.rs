@@ -13,14 +13,6 @@ const MFA_GRACE_DAYS: &str = "mfa_grace_days";
 const MFA_KEYS_ONLY: &str = "mfa_keys_only";
 const REMEMBER_DAYS: &str = "remember_days";
 
-fn get(c: &mut Conn, name: &str) -> Result<Option<String>, DbError> {
-    Ok(settings::table
-        .find(name)
-        .select(settings::value)
-        .get_result(c)
-        .optional()?)
-}
-
 fn set(c: &mut Conn, name: &str, value: &str, now: UnixTime) -> Result<(), DbError> {
     let row = (
         settings::name.eq(name),
@@ -38,15 +30,19 @@ fn set(c: &mut Conn, name: &str, value: &str, now: UnixTime) -> Result<(), DbErr
 }
 
 pub fn mfa_policy(c: &mut Conn) -> Result<MfaPolicy, DbError> {
-    let num = |v: Option<String>| v.and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    // Every row in one statement (the table holds these five names and no
+    // others), on the backend's own connection (`db`, "Hot paths"): the
+    // policy is read on every signed-in page.
+    let q = settings::table.select((settings::name, settings::value));
+    let rows: Vec<(String, String)> = crate::on_backend!(c, |c| q.load(c))?;
+    let get = |name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let num = |v: Option<&str>| v.and_then(|s| s.parse::<i64>().ok());
     Ok(MfaPolicy {
-        required: get(c, MFA_REQUIRED)?.as_deref() == Some("1"),
-        since: num(get(c, MFA_REQUIRED_SINCE)?),
-        grace_days: num(get(c, MFA_GRACE_DAYS)?),
-        keys_only: get(c, MFA_KEYS_ONLY)?.as_deref() == Some("1"),
-        remember_days: get(c, REMEMBER_DAYS)?
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(crate::core::policy::DEFAULT_REMEMBER_DAYS),
+        required: get(MFA_REQUIRED) == Some("1"),
+        since: num(get(MFA_REQUIRED_SINCE)).unwrap_or(0),
+        grace_days: num(get(MFA_GRACE_DAYS)).unwrap_or(0),
+        keys_only: get(MFA_KEYS_ONLY) == Some("1"),
+        remember_days: num(get(REMEMBER_DAYS)).unwrap_or(crate::core::policy::DEFAULT_REMEMBER_DAYS),
     })
 }
 
