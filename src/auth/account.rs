@@ -17,6 +17,12 @@ use crate::db::sessions::{self, Revoked};
 use crate::db::users::{self, User};
 use crate::db::{browsers, pending, recovery, settings};
 
+/// See `Auth::dashboard`.
+pub struct Dashboard {
+    pub recovery_codes_left: i64,
+    pub previous: Option<events::SignInFacts>,
+}
+
 /// What a signed-in page needs to know about its user, read in one go.
 #[derive(Clone, Debug)]
 pub struct Standing {
@@ -171,8 +177,22 @@ impl Auth {
         Ok(self.db.read(move |c| events::sign_in_by_id(c, user, id)).await?)
     }
 
-    pub async fn recovery_codes_left(&self, user: UserId) -> AuthResult<i64> {
-        Ok(self.db.read(move |c| recovery::remaining(c, user)).await?)
+    /// What the dashboard shows beside the user's row, in one read (it is
+    /// the page people land on): the recovery codes left, and the sign-in
+    /// `previous` names, if it is one of this user's.
+    pub async fn dashboard(&self, user: UserId, previous: Option<i64>) -> AuthResult<Dashboard> {
+        Ok(self
+            .db
+            .read(move |c| {
+                Ok(Dashboard {
+                    recovery_codes_left: recovery::remaining(c, user)?,
+                    previous: match previous {
+                        Some(id) => events::sign_in_by_id(c, user, id)?,
+                        None => None,
+                    },
+                })
+            })
+            .await?)
     }
 
     /// Confirm the password of a signed-in session (sudo mode); `sid` is

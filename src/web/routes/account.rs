@@ -10,6 +10,7 @@ use crate::auth::Actor;
 use crate::auth::account::PasswordChange;
 use crate::core::password;
 use crate::core::types::{BrowserId, Password};
+use crate::db::events::SignInFacts;
 use crate::web::AppState;
 use crate::web::cookies::{browser_cookie, remember_cookie};
 use crate::web::error::AppError;
@@ -24,32 +25,47 @@ use crate::web::responses::{ok, redirect, render};
 use crate::web::session::{Flash, SessionExt, SessionInfo, keys};
 
 pub async fn dashboard(req: HttpRequest, me: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let left = state.auth.recovery_codes_left(me.user.id).await?;
+    // The recovery codes and the previous sign-in in one read: this is the
+    // page people land on.
+    let noted = noted_previous(&me);
+    let seen = state.auth.dashboard(me.user.id, noted.filter(|id| *id != 0)).await?;
     let page = Page::signed_in(&req, &me, Nav::Dashboard, "Dashboard");
     ok(&DashboardPage {
         page,
         mfa_enabled: me.mfa_on,
-        recovery_codes_left: left,
-        previous: previous_sign_in(&state, &me).await?,
+        recovery_codes_left: seen.recovery_codes_left,
+        previous: shown_previous(noted, seen.previous),
     })
 }
 
-/// The sign-in before this session's (noted in the session at sign-in).
-async fn previous_sign_in(state: &AppState, me: &SignedIn) -> Result<PreviousSignIn, AppError> {
-    let Some(id) = me.session.get::<i64>(keys::PREVIOUS_SIGN_IN).ok().flatten() else {
-        return Ok(PreviousSignIn::Unknown);
-    };
-    if id == 0 {
-        return Ok(PreviousSignIn::None);
-    }
-    Ok(match state.auth.sign_in_event(me.user.id, id).await? {
-        Some(s) => PreviousSignIn::Known {
+/// The sign-in before this session's, noted in the session at sign-in (0:
+/// there was none).
+fn noted_previous(me: &SignedIn) -> Option<i64> {
+    me.session.get::<i64>(keys::PREVIOUS_SIGN_IN).ok().flatten()
+}
+
+/// How the previous sign-in is shown: what was noted, and its log row if
+/// it is found (and this user's).
+fn shown_previous(noted: Option<i64>, found: Option<SignInFacts>) -> PreviousSignIn {
+    match (noted, found) {
+        (Some(0), _) => PreviousSignIn::None,
+        (Some(_), Some(s)) => PreviousSignIn::Known {
             time: format_time(s.at),
             browser: describe_user_agent(s.user_agent.as_deref().unwrap_or_default()),
             address: s.address.unwrap_or_else(|| "unknown address".into()),
         },
-        None => PreviousSignIn::Unknown,
-    })
+        _ => PreviousSignIn::Unknown,
+    }
+}
+
+/// The previous sign-in, read on its own (the Profile tab).
+async fn previous_sign_in(state: &AppState, me: &SignedIn) -> Result<PreviousSignIn, AppError> {
+    let noted = noted_previous(me);
+    let found = match noted {
+        Some(id) if id != 0 => state.auth.sign_in_event(me.user.id, id).await?,
+        _ => None,
+    };
+    Ok(shown_previous(noted, found))
 }
 
 /// `GET /settings`: Settings has one section, so it opens it (the sidebar's
